@@ -1,0 +1,163 @@
+//! The two I/O paths of the log writer: io_uring (a write linked to an fdatasync, submitted
+//! together, one syscall per round) and the portable fallback (pwrite + fdatasync). The
+//! choice is made once at open by probing the kernel; the reason for a fallback is kept so
+//! INFO and [`super::LogStatus`] can show it.
+
+use io_uring::{opcode, squeue, types, IoUring, Probe};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+/// What the caller asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoMode {
+    /// io_uring when the kernel supports it, else the fallback (logged).
+    #[default]
+    Auto,
+    /// io_uring or an error at open.
+    IoUring,
+    /// Always pwrite + fdatasync.
+    Sync,
+}
+
+/// What the engine is actually using.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoBackend {
+    IoUring,
+    Sync,
+    Memory,
+}
+
+impl std::fmt::Display for IoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IoBackend::IoUring => "io_uring",
+            IoBackend::Sync => "pwrite+fdatasync",
+            IoBackend::Memory => "memory",
+        })
+    }
+}
+
+pub(crate) enum SegmentIo {
+    Uring(Box<IoUring>),
+    Sync,
+}
+
+impl SegmentIo {
+    /// Picks the backend for `mode`; returns it with the reason io_uring was not used.
+    pub(crate) fn open(mode: IoMode) -> Result<(SegmentIo, Option<String>), String> {
+        match mode {
+            IoMode::Sync => Ok((SegmentIo::Sync, Some("sync I/O requested".into()))),
+            IoMode::IoUring => probe_uring().map(|r| (SegmentIo::Uring(Box::new(r)), None)),
+            IoMode::Auto => match probe_uring() {
+                Ok(r) => Ok((SegmentIo::Uring(Box::new(r)), None)),
+                Err(why) => {
+                    tracing::warn!("io_uring unavailable ({why}); log engine falls back to pwrite+fdatasync");
+                    Ok((SegmentIo::Sync, Some(why)))
+                }
+            },
+        }
+    }
+
+    pub(crate) fn backend(&self) -> IoBackend {
+        match self {
+            SegmentIo::Uring(_) => IoBackend::IoUring,
+            SegmentIo::Sync => IoBackend::Sync,
+        }
+    }
+
+    /// Writes all of `buf` at `offset` and makes it durable (fdatasync) before returning.
+    pub(crate) fn write_durable(&mut self, file: &File, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            SegmentIo::Sync => {
+                file.write_all_at(buf, offset)?;
+                file.sync_data()
+            }
+            SegmentIo::Uring(ring) => uring_write_durable(ring, file, offset, buf),
+        }
+    }
+}
+
+fn probe_uring() -> Result<IoUring, String> {
+    let mut ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring probe failed: {e}"))?;
+    for (name, code) in [("write", opcode::Write::CODE), ("fsync", opcode::Fsync::CODE)] {
+        if !probe.is_supported(code) {
+            return Err(format!("io_uring lacks the {name} opcode"));
+        }
+    }
+    let nop = opcode::Nop::new().build().user_data(0);
+    // SAFETY: a NOP references no memory.
+    unsafe { ring.submission().push(&nop) }.map_err(|e| format!("io_uring push failed: {e}"))?;
+    ring.submit_and_wait(1)
+        .map_err(|e| format!("io_uring submit failed: {e}"))?;
+    let cqe = ring.completion().next().ok_or("io_uring returned no completion")?;
+    if cqe.result() < 0 {
+        return Err(format!(
+            "io_uring nop failed: {}",
+            std::io::Error::from_raw_os_error(-cqe.result())
+        ));
+    }
+    Ok(ring)
+}
+
+const WRITE_TAG: u64 = 1;
+const SYNC_TAG: u64 = 2;
+
+/// One submission per round: a write linked to an fdatasync. A short write breaks the link
+/// (the kernel cancels the fsync), so the rest is resubmitted until everything is written.
+fn uring_write_durable(ring: &mut IoUring, file: &File, mut offset: u64, mut buf: &[u8]) -> std::io::Result<()> {
+    let fd = types::Fd(file.as_raw_fd());
+    loop {
+        // Writes above 2 GiB are split by the loop; the kernel caps one write anyway.
+        let len = buf.len().min(1 << 30) as u32;
+        let write = opcode::Write::new(fd, buf.as_ptr(), len)
+            .offset(offset)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(WRITE_TAG);
+        let sync = opcode::Fsync::new(fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(SYNC_TAG);
+        // SAFETY: `buf` outlives the submission because we wait for both completions below
+        // before returning or touching `buf` again.
+        unsafe {
+            let mut sq = ring.submission();
+            sq.push(&write).map_err(|_| std::io::Error::other("io_uring queue full"))?;
+            sq.push(&sync).map_err(|_| std::io::Error::other("io_uring queue full"))?;
+        }
+        let mut done = 0;
+        let (mut written, mut synced) = (None, None);
+        while done < 2 {
+            ring.submit_and_wait(2 - done)?;
+            for cqe in ring.completion() {
+                done += 1;
+                match cqe.user_data() {
+                    WRITE_TAG => written = Some(cqe.result()),
+                    _ => synced = Some(cqe.result()),
+                }
+            }
+        }
+        let written = written.expect("write completion");
+        if written < 0 {
+            return Err(std::io::Error::from_raw_os_error(-written));
+        }
+        let n = written as usize;
+        if n == buf.len() {
+            let synced = synced.expect("fsync completion");
+            if synced < 0 {
+                return Err(std::io::Error::from_raw_os_error(-synced));
+            }
+            return Ok(());
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "io_uring wrote 0 bytes"));
+        }
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+}

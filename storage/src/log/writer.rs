@@ -1,0 +1,271 @@
+//! The writer thread: the only code that appends to segment files. It drains every batch
+//! queued since the last round, validates them against the index, frames them into one
+//! buffer, issues ONE write and ONE fdatasync (group commit), then publishes the new entries
+//! to the index and resolves each batch's [`DurableTicket`]. A failed write or fsync poisons
+//! the engine: nothing more is accepted, because the file's state is unknown.
+
+use super::batch::{GroupOp, LogBatch};
+use super::file_engine::Shared;
+use super::index::{Bounds, EntryMeta};
+use super::io::SegmentIo;
+use super::record::{frame_record, padded_len, EncodedBatch, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::segment::{create_segment, write_manifest};
+use super::GcStats;
+use crate::{Error, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Resolves when a submitted batch is durable (or failed).
+#[derive(Debug)]
+pub struct DurableTicket {
+    state: TicketState,
+}
+
+#[derive(Debug)]
+enum TicketState {
+    Pending(Receiver<Result<()>>),
+    Done(Option<Result<()>>),
+}
+
+impl DurableTicket {
+    pub(crate) fn pending(rx: Receiver<Result<()>>) -> Self {
+        DurableTicket {
+            state: TicketState::Pending(rx),
+        }
+    }
+
+    pub(crate) fn done(r: Result<()>) -> Self {
+        DurableTicket {
+            state: TicketState::Done(Some(r)),
+        }
+    }
+
+    /// Blocks until the batch is durable.
+    pub fn wait(self) -> Result<()> {
+        match self.state {
+            TicketState::Pending(rx) => rx.recv().unwrap_or(Err(Error::Closed)),
+            TicketState::Done(r) => r.unwrap_or(Err(Error::Closed)),
+        }
+    }
+
+    /// `Some` once the outcome is known, without blocking; the outcome is handed out once.
+    pub fn try_wait(&mut self) -> Option<Result<()>> {
+        match &mut self.state {
+            TicketState::Pending(rx) => match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(crossbeam_channel::TryRecvError::Empty) => None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(Error::Closed)),
+            },
+            TicketState::Done(r) => r.take(),
+        }
+    }
+}
+
+pub(crate) struct WriteReq {
+    pub batch: LogBatch,
+    pub enc: EncodedBatch,
+    pub done: Sender<Result<()>>,
+}
+
+pub(crate) enum WriterMsg {
+    Write(WriteReq),
+    Gc(Sender<Result<GcStats>>),
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub io: SegmentIo,
+    pub active: File,
+    pub active_seq: u64,
+    pub active_len: u64,
+    pub segments: Vec<u64>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(shared: Arc<Shared>, io: SegmentIo, active: File, segments: Vec<u64>, active_len: u64) -> Self {
+        let active_seq = *segments.last().expect("recovery leaves an active segment");
+        Writer {
+            shared,
+            io,
+            active,
+            active_seq,
+            active_len,
+            segments,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Runs until every sender is gone; batches already queued are still written.
+    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        let max_round = self.shared.opts.max_round_bytes;
+        while let Ok(msg) = rx.recv() {
+            let mut round = Vec::new();
+            let mut round_bytes = 0;
+            let mut gcs = Vec::new();
+            let mut next = Some(msg);
+            while let Some(msg) = next.take() {
+                match msg {
+                    WriterMsg::Write(req) => {
+                        round_bytes += req.enc.payload.len();
+                        round.push(req);
+                    }
+                    WriterMsg::Gc(reply) => gcs.push(reply),
+                }
+                if round_bytes < max_round {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !round.is_empty() {
+                self.write_round(round);
+            }
+            for reply in gcs {
+                let _ = reply.send(self.gc());
+            }
+        }
+    }
+
+    fn write_round(&mut self, round: Vec<WriteReq>) {
+        if let Some(why) = self.shared.poisoned.lock().clone() {
+            for req in round {
+                let _ = req.done.send(Err(Error::Poisoned(why.clone())));
+            }
+            return;
+        }
+        let accepted = self.validate(round);
+        if accepted.is_empty() {
+            return;
+        }
+        let total: u64 = accepted.iter().map(|r| padded_len(r.enc.payload.len()) as u64).sum();
+        let result = self.write_records(&accepted, total);
+        match result {
+            Ok(offsets) => {
+                self.publish(&accepted, &offsets);
+                self.shared.sync_rounds.fetch_add(1, Ordering::Relaxed);
+                self.shared.batches.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for req in accepted {
+                    let _ = req.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!("log write failed, engine poisoned: {why}");
+                *self.shared.poisoned.lock() = Some(why.clone());
+                for req in accepted {
+                    let _ = req.done.send(Err(Error::Poisoned(why.clone())));
+                }
+            }
+        }
+    }
+
+    /// Answers invalid batches with their error and returns the rest, each checked against
+    /// the log as left by the batches before it in this round.
+    fn validate(&self, round: Vec<WriteReq>) -> Vec<WriteReq> {
+        let index = self.shared.index.read();
+        let mut bounds: HashMap<u64, Bounds> = HashMap::new();
+        let mut accepted = Vec::with_capacity(round.len());
+        for req in round {
+            let mut trial = bounds.clone();
+            let mut verdict = Ok(());
+            for (group, op) in req.batch.ops() {
+                let b = trial
+                    .entry(*group)
+                    .or_insert_with(|| index.get(group).map(|g| g.bounds()).unwrap_or_default());
+                verdict = match op {
+                    GroupOp::Append(es) => b.append(*group, es[0].index, es.len() as u64),
+                    GroupOp::Compact(to) => {
+                        b.compact(*to);
+                        Ok(())
+                    }
+                    GroupOp::HardState(_) => Ok(()),
+                };
+                if verdict.is_err() {
+                    break;
+                }
+            }
+            match verdict {
+                Ok(()) => {
+                    bounds = trial;
+                    accepted.push(req);
+                }
+                Err(e) => {
+                    let _ = req.done.send(Err(e));
+                }
+            }
+        }
+        accepted
+    }
+
+    /// Frames the round into one buffer, rotating first if it would overflow the segment;
+    /// returns each record's file offset after the write and fdatasync succeeded.
+    fn write_records(&mut self, reqs: &[WriteReq], total: u64) -> Result<Vec<u64>> {
+        if self.active_len > SEGMENT_HEADER_LEN && self.active_len + total > self.shared.opts.segment_size {
+            self.rotate()?;
+        }
+        self.buf.clear();
+        let mut offsets = Vec::with_capacity(reqs.len());
+        let mut off = self.active_len;
+        for req in reqs {
+            offsets.push(off);
+            frame_record(&mut self.buf, &req.enc.payload, req.enc.crc, self.active_seq, off);
+            off += padded_len(req.enc.payload.len()) as u64;
+        }
+        self.io
+            .write_durable(&self.active, self.active_len, &self.buf)
+            .map_err(|e| Error::io(format!("append to log segment {}", self.active_seq), e))?;
+        self.active_len = off;
+        self.shared.bytes.fetch_add(total, Ordering::Relaxed);
+        if self.buf.capacity() > 4 * self.shared.opts.max_round_bytes {
+            self.buf = Vec::new();
+        }
+        Ok(offsets)
+    }
+
+    pub(crate) fn rotate(&mut self) -> Result<()> {
+        let seq = self.active_seq + 1;
+        let file = create_segment(&self.shared.dir, seq)?;
+        let mut segs = self.segments.clone();
+        segs.push(seq);
+        write_manifest(&self.shared.dir, &segs)?;
+        self.segments = segs;
+        self.shared.segment_count.store(self.segments.len(), Ordering::Relaxed);
+        self.shared.bytes.fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
+        self.active = file;
+        self.active_seq = seq;
+        self.active_len = SEGMENT_HEADER_LEN;
+        Ok(())
+    }
+
+    fn publish(&self, reqs: &[WriteReq], offsets: &[u64]) {
+        let limit = self.shared.opts.cache_bytes_per_group;
+        let seg = self.active_seq;
+        let mut index = self.shared.index.write();
+        for (req, rec_off) in reqs.iter().zip(offsets) {
+            let data_base = rec_off + RECORD_HEADER_LEN as u64;
+            let mut data_offsets = req.enc.data_offsets.iter();
+            for (group, op) in req.batch.ops() {
+                let g = index.entry(*group).or_default();
+                match op {
+                    GroupOp::Append(es) => {
+                        let metas: Vec<EntryMeta> = es
+                            .iter()
+                            .map(|e| EntryMeta {
+                                term: e.term,
+                                seg,
+                                offset: data_base + *data_offsets.next().expect("one offset per entry") as u64,
+                                len: e.data.len() as u32,
+                            })
+                            .collect();
+                        let data: Vec<_> = es.iter().map(|e| e.data.clone()).collect();
+                        g.append(es[0].index, &metas, Some(&data), limit);
+                    }
+                    GroupOp::HardState(hs) => g.set_hard_state(*hs, seg),
+                    GroupOp::Compact(to) => g.compact(*to, seg),
+                }
+            }
+        }
+    }
+}
