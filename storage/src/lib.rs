@@ -18,5 +18,6 @@ pub use log::{
     LogEntry, LogOptions, LogStatus, MemLogEngine,
 };
 pub use state::{
-    BatchOp, Cf, KeyRange, MemStateEngine, RocksStateEngine, StateEngine, StateOptions, StateSnapshot, WriteBatch,
+    BatchOp, Cf, KeyRange, MemStateEngine, RocksStateEngine, StateEngine, StateOptions,
+    StateSnapshot, WriteBatch,
 };

@@ -2,8 +2,8 @@
 
 use tempfile::TempDir;
 use tessera_storage::{
-    FileLogEngine, IoMode, LogEngine, LogEntry, LogOptions, MemLogEngine, MemStateEngine, RocksStateEngine,
-    StateEngine, StateOptions,
+    FileLogEngine, IoMode, LogEngine, LogEntry, LogOptions, MemLogEngine, MemStateEngine,
+    RocksStateEngine, StateEngine, StateOptions,
 };
 
 /// Opens a log engine and restarts it, keeping what it acknowledged.
@@ -125,15 +125,7 @@ impl StateHarness for RocksState {
 
 /// Deterministic payload for (group, index, term): lets a reader verify what it got.
 pub fn payload(group: u64, index: u64, term: u64, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
-    let mut x = group.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(31) ^ term;
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
-    v
+    tessera::testkit::payload(group, index ^ (term << 40), len)
 }
 
 pub fn entries(group: u64, first: u64, n: u64, term: u64, len: usize) -> Vec<LogEntry> {

@@ -17,7 +17,12 @@ fn read_all(e: &impl LogEngine, group: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     e.entries(group, f, l + 1, None, &mut out).expect("read");
     for x in &out {
-        assert_eq!(x.data, payload(group, x.index, x.term, x.data.len()), "payload of {}", x.index);
+        assert_eq!(
+            x.data,
+            payload(group, x.index, x.term, x.data.len()),
+            "payload of {}",
+            x.index
+        );
     }
     out.iter().map(|x| (x.index, x.term)).collect()
 }
@@ -32,13 +37,24 @@ pub fn append_and_read<H: LogHarness>(mut h: H) {
     assert_eq!(e.term(1, 11).unwrap(), 2);
     let mut out = Vec::new();
     e.entries(1, 3, 9, None, &mut out).unwrap();
-    assert_eq!(out.iter().map(|x| x.index).collect::<Vec<_>>(), (3..9).collect::<Vec<_>>());
+    assert_eq!(
+        out.iter().map(|x| x.index).collect::<Vec<_>>(),
+        (3..9).collect::<Vec<_>>()
+    );
     out.clear();
     e.entries(1, 1, 16, Some(250), &mut out).unwrap();
-    assert_eq!(out.len(), 3, "max_bytes stops after the entry that crosses it");
+    assert_eq!(
+        out.len(),
+        3,
+        "max_bytes stops after the entry that crosses it"
+    );
     out.clear();
     e.entries(1, 1, 16, Some(1), &mut out).unwrap();
-    assert_eq!(out.len(), 1, "at least one entry even when it exceeds max_bytes");
+    assert_eq!(
+        out.len(),
+        1,
+        "at least one entry even when it exceeds max_bytes"
+    );
     assert!(matches!(e.term(1, 16), Err(Error::Unavailable { .. })));
     assert!(matches!(e.term(2, 1), Err(Error::Unavailable { .. })));
     let e = h.restart(e);
@@ -49,7 +65,10 @@ pub fn conflicting_suffix_is_overwritten<H: LogHarness>(mut h: H) {
     let e = h.open();
     append(&e, 7, 1, 10, 1);
     append(&e, 7, 5, 3, 2);
-    let want: Vec<(u64, u64)> = (1..5).map(|i| (i, 1)).chain((5..8).map(|i| (i, 2))).collect();
+    let want: Vec<(u64, u64)> = (1..5)
+        .map(|i| (i, 1))
+        .chain((5..8).map(|i| (i, 2)))
+        .collect();
     assert_eq!(read_all(&e, 7), want);
     let e = h.restart(e);
     assert_eq!(read_all(&e, 7), want);
@@ -82,7 +101,10 @@ pub fn invalid_batches_are_rejected_whole<H: LogHarness>(mut h: H) {
     e.write(b).unwrap();
     let mut b = LogBatch::new();
     b.append(1, entries(1, 2, 1, 1, 10));
-    assert!(matches!(e.write(b), Err(Error::InvalidBatch(_))), "append below the compaction mark");
+    assert!(
+        matches!(e.write(b), Err(Error::InvalidBatch(_))),
+        "append below the compaction mark"
+    );
     assert_eq!(read_all(&e, 1), before[2..].to_vec());
     // Within one batch, later ops see earlier ones.
     let mut b = LogBatch::new();
@@ -100,7 +122,10 @@ pub fn compaction_moves_first_index<H: LogHarness>(mut h: H) {
     e.write(b).unwrap();
     assert_eq!(e.first_index(1), Some(11));
     assert_eq!(e.compacted_to(1), 11);
-    assert!(matches!(e.term(1, 10), Err(Error::Compacted { first: 11, .. })));
+    assert!(matches!(
+        e.term(1, 10),
+        Err(Error::Compacted { first: 11, .. })
+    ));
     let e = h.restart(e);
     assert_eq!(e.first_index(1), Some(11));
     assert_eq!(read_all(&e, 1).len(), 10);
@@ -120,16 +145,44 @@ pub fn hard_state_and_groups_survive_restart<H: LogHarness>(mut h: H) {
     let mut b = LogBatch::new();
     for g in [5u64, 2, 9] {
         b.append(g, entries(g, 1, 3, 1, 50));
-        b.set_hard_state(g, HardState { term: g, vote: 1, commit: 2 });
+        b.set_hard_state(
+            g,
+            HardState {
+                term: g,
+                vote: 1,
+                commit: 2,
+            },
+        );
     }
     e.write(b).unwrap();
     let mut b = LogBatch::new();
-    b.set_hard_state(2, HardState { term: 7, vote: 3, commit: 3 });
+    b.set_hard_state(
+        2,
+        HardState {
+            term: 7,
+            vote: 3,
+            commit: 3,
+        },
+    );
     e.write(b).unwrap();
     let e = h.restart(e);
     assert_eq!(e.groups(), vec![2, 5, 9]);
-    assert_eq!(e.hard_state(2), Some(HardState { term: 7, vote: 3, commit: 3 }));
-    assert_eq!(e.hard_state(9), Some(HardState { term: 9, vote: 1, commit: 2 }));
+    assert_eq!(
+        e.hard_state(2),
+        Some(HardState {
+            term: 7,
+            vote: 3,
+            commit: 3
+        })
+    );
+    assert_eq!(
+        e.hard_state(9),
+        Some(HardState {
+            term: 9,
+            vote: 1,
+            commit: 2
+        })
+    );
     assert_eq!(e.hard_state(1), None);
     for g in [5u64, 2, 9] {
         assert_eq!(read_all(&e, g).len(), 3);
@@ -172,4 +225,3 @@ conformance!(
     hard_state_and_groups_survive_restart,
     pipelined_submits_all_become_durable,
 );
-

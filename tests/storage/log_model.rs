@@ -10,9 +10,22 @@ use tessera_storage::{Error, HardState, IoMode, LogBatch, LogEngine, LogEntry};
 #[derive(Clone, Debug)]
 enum Op {
     /// Start `back` entries before the end (clamped), or leave a gap when `gap`.
-    Append { group: u64, back: u64, n: u64, size: usize, gap: bool },
-    Compact { group: u64, ahead: u64 },
-    HardState { group: u64, term: u64, commit: u64 },
+    Append {
+        group: u64,
+        back: u64,
+        n: u64,
+        size: usize,
+        gap: bool,
+    },
+    Compact {
+        group: u64,
+        ahead: u64,
+    },
+    HardState {
+        group: u64,
+        term: u64,
+        commit: u64,
+    },
     Gc,
     Restart,
 }
@@ -57,17 +70,29 @@ fn check(e: &impl LogEngine, model: &BTreeMap<u64, ModelGroup>) {
     for (g, m) in model {
         assert_eq!(e.first_index(*g), m.first(), "first index of group {g}");
         assert_eq!(e.last_index(*g), m.last(), "last index of group {g}");
-        assert_eq!(e.compacted_to(*g), m.compacted, "compaction mark of group {g}");
+        assert_eq!(
+            e.compacted_to(*g),
+            m.compacted,
+            "compaction mark of group {g}"
+        );
         assert_eq!(e.hard_state(*g), m.hs, "hard state of group {g}");
         if let (Some(f), Some(l)) = (m.first(), m.last()) {
             let mut out = Vec::new();
             e.entries(*g, f, l + 1, None, &mut out).expect("read all");
-            let got: Vec<(u64, u64, &[u8])> = out.iter().map(|x| (x.index, x.term, &x.data[..])).collect();
-            let want: Vec<(u64, u64, &[u8])> = m.entries.iter().map(|(i, (t, d))| (*i, *t, &d[..])).collect();
+            let got: Vec<(u64, u64, &[u8])> =
+                out.iter().map(|x| (x.index, x.term, &x.data[..])).collect();
+            let want: Vec<(u64, u64, &[u8])> = m
+                .entries
+                .iter()
+                .map(|(i, (t, d))| (*i, *t, &d[..]))
+                .collect();
             assert_eq!(got, want, "entries of group {g}");
         }
         if m.compacted > 1 {
-            assert!(matches!(e.term(*g, m.compacted - 1), Err(Error::Compacted { .. })));
+            assert!(matches!(
+                e.term(*g, m.compacted - 1),
+                Err(Error::Compacted { .. })
+            ));
         }
     }
 }
@@ -77,10 +102,23 @@ fn run<H: LogHarness>(mut h: H, ops: Vec<Op>) {
     let mut model: BTreeMap<u64, ModelGroup> = BTreeMap::new();
     for op in ops {
         match op {
-            Op::Append { group, back, n, size, gap } => {
+            Op::Append {
+                group,
+                back,
+                n,
+                size,
+                gap,
+            } => {
                 let m = model.entry(group).or_default();
                 let next = m.last().map_or(m.compacted.max(1), |l| l + 1);
-                let first = if gap { next + 2 } else { next.saturating_sub(back).max(m.first().unwrap_or(1)).max(m.compacted).max(1) };
+                let first = if gap {
+                    next + 2
+                } else {
+                    next.saturating_sub(back)
+                        .max(m.first().unwrap_or(1))
+                        .max(m.compacted)
+                        .max(1)
+                };
                 m.term += 1;
                 let es: Vec<LogEntry> = (first..first + n)
                     .map(|i| LogEntry::new(i, m.term, payload(group, i, m.term, size)))
@@ -95,7 +133,10 @@ fn run<H: LogHarness>(mut h: H, ops: Vec<Op>) {
                         m.entries.insert(x.index, (x.term, x.data.to_vec()));
                     }
                 } else {
-                    assert!(matches!(res, Err(Error::InvalidBatch(_))), "invalid append at {first}: {res:?}");
+                    assert!(
+                        matches!(res, Err(Error::InvalidBatch(_))),
+                        "invalid append at {first}: {res:?}"
+                    );
                 }
             }
             Op::Compact { group, ahead } => {
@@ -109,8 +150,16 @@ fn run<H: LogHarness>(mut h: H, ops: Vec<Op>) {
                     m.entries.retain(|i, _| *i >= to);
                 }
             }
-            Op::HardState { group, term, commit } => {
-                let hs = HardState { term, vote: group, commit };
+            Op::HardState {
+                group,
+                term,
+                commit,
+            } => {
+                let hs = HardState {
+                    term,
+                    vote: group,
+                    commit,
+                };
                 let mut b = LogBatch::new();
                 b.set_hard_state(group, hs);
                 e.write(b).expect("hard state");
@@ -158,12 +207,34 @@ proptest! {
 fn regression_compact_then_gc_then_hard_state() {
     use Op::*;
     let ops = vec![
-        Append { group: 2, back: 0, n: 3, size: 0, gap: false },
-        Append { group: 0, back: 0, n: 1, size: 0, gap: false },
-        Append { group: 2, back: 0, n: 5, size: 379, gap: false },
+        Append {
+            group: 2,
+            back: 0,
+            n: 3,
+            size: 0,
+            gap: false,
+        },
+        Append {
+            group: 0,
+            back: 0,
+            n: 1,
+            size: 0,
+            gap: false,
+        },
+        Append {
+            group: 2,
+            back: 0,
+            n: 5,
+            size: 379,
+            gap: false,
+        },
         Compact { group: 2, ahead: 7 },
         Gc,
-        HardState { group: 0, term: 76, commit: 8 },
+        HardState {
+            group: 0,
+            term: 76,
+            commit: 8,
+        },
     ];
     run(small_segments(IoMode::Sync), ops);
 }
@@ -172,13 +243,49 @@ fn regression_compact_then_gc_then_hard_state() {
 fn regression_overwrite_compact_overwrite_then_gc() {
     use Op::*;
     let ops = vec![
-        Append { group: 0, back: 0, n: 3, size: 87, gap: false },
-        Append { group: 0, back: 3, n: 1, size: 0, gap: false },
-        Append { group: 1, back: 0, n: 1, size: 44, gap: false },
+        Append {
+            group: 0,
+            back: 0,
+            n: 3,
+            size: 87,
+            gap: false,
+        },
+        Append {
+            group: 0,
+            back: 3,
+            n: 1,
+            size: 0,
+            gap: false,
+        },
+        Append {
+            group: 1,
+            back: 0,
+            n: 1,
+            size: 44,
+            gap: false,
+        },
         Compact { group: 0, ahead: 0 },
-        Append { group: 0, back: 0, n: 3, size: 255, gap: false },
-        Append { group: 0, back: 0, n: 1, size: 589, gap: false },
-        Append { group: 0, back: 3, n: 5, size: 121, gap: false },
+        Append {
+            group: 0,
+            back: 0,
+            n: 3,
+            size: 255,
+            gap: false,
+        },
+        Append {
+            group: 0,
+            back: 0,
+            n: 1,
+            size: 589,
+            gap: false,
+        },
+        Append {
+            group: 0,
+            back: 3,
+            n: 5,
+            size: 121,
+            gap: false,
+        },
         Gc,
     ];
     run(small_segments(IoMode::Sync), ops);

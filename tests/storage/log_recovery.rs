@@ -1,0 +1,169 @@
+//! Recovery of the file log from damage: a torn tail is cut off, anything else is a clear
+//! error naming the file and offset; the directory lock and the I/O backend report.
+
+use crate::harness::{entries, FileLog, LogHarness};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use tessera_storage::{Error, FileLogEngine, IoBackend, IoMode, LogBatch, LogEngine, LogOptions};
+
+fn write_batches(e: &impl LogEngine, group: u64, n: u64) {
+    for i in 1..=n {
+        let mut b = LogBatch::new();
+        b.append(group, entries(group, i, 1, 1, 200));
+        e.write(b).unwrap();
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn len(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().len()
+}
+
+fn flip(p: &Path, at: u64) {
+    let f = OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+}
+
+#[test]
+fn torn_tail_is_truncated_and_the_log_continues() {
+    let mut h = FileLog::new(IoMode::Auto);
+    let e = h.open();
+    write_batches(&e, 1, 10);
+    drop(e);
+    let seg = segments(h.dir.path()).pop().unwrap();
+    let rec = (len(&seg) - 16) / 10;
+    // Cut the last record in half: its write never completed.
+    let f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(16 + 9 * rec + rec / 2).unwrap();
+    drop(f);
+    let e = h.open();
+    assert_eq!(e.last_index(1), Some(9));
+    assert_eq!(len(&seg), 16 + 9 * rec, "the torn bytes are gone from disk");
+    let mut b = LogBatch::new();
+    b.append(1, entries(1, 10, 1, 2, 200));
+    e.write(b).unwrap();
+    let e = h.restart(e);
+    assert_eq!(e.last_index(1), Some(10));
+    assert_eq!(e.term(1, 10).unwrap(), 2);
+}
+
+#[test]
+fn zeroed_or_garbage_tail_is_treated_as_torn() {
+    let mut h = FileLog::new(IoMode::Sync);
+    let e = h.open();
+    write_batches(&e, 1, 5);
+    drop(e);
+    let seg = segments(h.dir.path()).pop().unwrap();
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    f.write_all(b"TREC garbage that is not a record").unwrap();
+    drop(f);
+    let e = h.open();
+    assert_eq!(e.last_index(1), Some(5));
+}
+
+#[test]
+fn flipped_byte_mid_log_is_an_error_naming_file_and_offset() {
+    let mut h = FileLog::new(IoMode::Auto);
+    let e = h.open();
+    write_batches(&e, 1, 10);
+    drop(e);
+    let seg = segments(h.dir.path()).pop().unwrap();
+    let rec = (len(&seg) - 16) / 10;
+    let bad_record = 16 + 3 * rec;
+    flip(&seg, bad_record + 40);
+    match FileLogEngine::open(h.options()) {
+        Err(Error::Corruption { file, offset, .. }) => {
+            assert_eq!(file, seg);
+            assert_eq!(offset, bad_record);
+        }
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a corrupted log opened silently"),
+    }
+    // Nothing was truncated: the acknowledged records after the damage are still on disk.
+    assert_eq!(len(&seg), 16 + 10 * rec);
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_an_error() {
+    let mut h = FileLog::new(IoMode::Auto);
+    h.segment_size = 4096;
+    let e = h.open();
+    write_batches(&e, 1, 60);
+    drop(e);
+    let segs = segments(h.dir.path());
+    assert!(segs.len() > 2);
+    let f = OpenOptions::new().write(true).open(&segs[0]).unwrap();
+    f.set_len(len(&segs[0]) - 7).unwrap();
+    drop(f);
+    match FileLogEngine::open(h.options()) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, segs[0]),
+        Err(other) => panic!("expected corruption, got {other}"),
+        Ok(_) => panic!("a damaged sealed segment opened silently"),
+    }
+}
+
+#[test]
+fn missing_segment_is_an_error() {
+    let mut h = FileLog::new(IoMode::Sync);
+    h.segment_size = 4096;
+    let e = h.open();
+    write_batches(&e, 1, 60);
+    drop(e);
+    let segs = segments(h.dir.path());
+    std::fs::remove_file(&segs[1]).unwrap();
+    match FileLogEngine::open(h.options()) {
+        Err(Error::MissingSegment(p)) => assert_eq!(p, segs[1]),
+        Err(other) => panic!("expected a missing segment, got {other}"),
+        Ok(_) => panic!("a log with a missing segment opened"),
+    }
+}
+
+#[test]
+fn data_directory_is_locked_while_open() {
+    let h = FileLog::new(IoMode::Auto);
+    let e = FileLogEngine::open(h.options()).unwrap();
+    assert!(matches!(
+        FileLogEngine::open(h.options()),
+        Err(Error::Locked(_))
+    ));
+    drop(e);
+    FileLogEngine::open(h.options()).expect("the lock is released on close");
+}
+
+#[test]
+fn backend_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = LogOptions::new(dir.path().join("a"));
+    o.io_mode = IoMode::Sync;
+    let e = FileLogEngine::open(o).unwrap();
+    let st = e.status();
+    assert_eq!(st.backend, IoBackend::Sync);
+    assert!(st.fallback_reason.is_some());
+    let e = FileLogEngine::open(LogOptions::new(dir.path().join("b"))).unwrap();
+    let st = e.status();
+    match st.backend {
+        IoBackend::IoUring => assert!(st.fallback_reason.is_none()),
+        IoBackend::Sync => assert!(st.fallback_reason.is_some(), "a fallback always says why"),
+        IoBackend::Memory => panic!("file engine reports memory"),
+    }
+    let mut o = LogOptions::new(dir.path().join("c"));
+    o.io_mode = IoMode::IoUring;
+    match FileLogEngine::open(o) {
+        Ok(e) => assert_eq!(e.status().backend, IoBackend::IoUring),
+        Err(err) => assert!(matches!(err, Error::IoUringUnavailable(_)), "{err}"),
+    }
+}

@@ -16,12 +16,21 @@ fn collect(e: &dyn StateEngine, cf: Cf, range: KeyRange, limit: usize) -> Vec<(V
 pub fn batches_are_atomic_across_families<H: StateHarness>(mut h: H) {
     let e = h.open();
     let mut b = WriteBatch::new();
-    b.put(Cf::Data, "k1", "v1").put(Cf::Lock, "k1", "lock").put(Cf::Txn, "t1", "rec");
+    b.put(Cf::Data, "k1", "v1")
+        .put(Cf::Lock, "k1", "lock")
+        .put(Cf::Txn, "t1", "rec");
     b.set_applied(3, 17);
     e.write(b).unwrap();
     assert_eq!(e.get(Cf::Data, b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
-    assert_eq!(e.get(Cf::Lock, b"k1").unwrap().as_deref(), Some(&b"lock"[..]));
-    assert_eq!(e.get(Cf::Txn, b"k1").unwrap(), None, "families are separate key spaces");
+    assert_eq!(
+        e.get(Cf::Lock, b"k1").unwrap().as_deref(),
+        Some(&b"lock"[..])
+    );
+    assert_eq!(
+        e.get(Cf::Txn, b"k1").unwrap(),
+        None,
+        "families are separate key spaces"
+    );
     assert_eq!(e.applied(3).unwrap(), Some(17));
     assert_eq!(e.applied(4).unwrap(), None);
     let mut b = WriteBatch::new();
@@ -38,12 +47,20 @@ pub fn scans_respect_ranges_limits_and_order<H: StateHarness>(mut h: H) {
         b.put(Cf::Data, format!("key{i:03}"), i.to_string());
     }
     e.write(b).unwrap();
-    let r = collect(&e, Cf::Data, KeyRange::new("key010", Some(b"key020".to_vec())), usize::MAX);
+    let r = collect(
+        &e,
+        Cf::Data,
+        KeyRange::new("key010", Some(b"key020".to_vec())),
+        usize::MAX,
+    );
     assert_eq!(r.len(), 10);
     assert_eq!(r[0].0, b"key010");
     assert!(r.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(collect(&e, Cf::Data, KeyRange::all(), 7).len(), 7);
-    assert_eq!(collect(&e, Cf::Data, KeyRange::new("key045", None), usize::MAX).len(), 5);
+    assert_eq!(
+        collect(&e, Cf::Data, KeyRange::new("key045", None), usize::MAX).len(),
+        5
+    );
     let mut seen = 0;
     e.scan(Cf::Data, &KeyRange::all(), usize::MAX, &mut |_, _| {
         seen += 1;
@@ -63,7 +80,10 @@ pub fn range_deletion_removes_exactly_the_range<H: StateHarness>(mut h: H) {
     let mut b = WriteBatch::new();
     b.delete_range(Cf::Data, "r05", "r15");
     e.write(b).unwrap();
-    let keys: Vec<Vec<u8>> = collect(&e, Cf::Data, KeyRange::all(), usize::MAX).into_iter().map(|(k, _)| k).collect();
+    let keys: Vec<Vec<u8>> = collect(&e, Cf::Data, KeyRange::all(), usize::MAX)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(keys.len(), 10);
     assert!(keys.contains(&b"r04".to_vec()) && keys.contains(&b"r15".to_vec()));
     assert!(!keys.contains(&b"r05".to_vec()) && !keys.contains(&b"r14".to_vec()));
@@ -76,10 +96,18 @@ pub fn snapshots_do_not_change<H: StateHarness>(mut h: H) {
     e.write(b).unwrap();
     let snap = e.snapshot();
     let mut b = WriteBatch::new();
-    b.put(Cf::Data, "a", "2").delete(Cf::Data, "b").put(Cf::Data, "c", "2");
+    b.put(Cf::Data, "a", "2")
+        .delete(Cf::Data, "b")
+        .put(Cf::Data, "c", "2");
     e.write(b).unwrap();
-    assert_eq!(snap.get(Cf::Data, b"a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert_eq!(snap.get(Cf::Data, b"b").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        snap.get(Cf::Data, b"a").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        snap.get(Cf::Data, b"b").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
     let mut keys = Vec::new();
     snap.scan(Cf::Data, &KeyRange::all(), usize::MAX, &mut |k, _| {
         keys.push(k.to_vec());
@@ -101,18 +129,29 @@ pub fn flush_makes_applied_durable<H: StateHarness>(mut h: H) {
     let mut b = WriteBatch::new();
     b.put(Cf::Data, "k", "v2").set_applied(1, 11);
     e.write(b).unwrap();
-    assert_eq!(e.durable_applied(1), 10, "durable lags until the next flush");
+    assert_eq!(
+        e.durable_applied(1),
+        10,
+        "durable lags until the next flush"
+    );
     assert_eq!(e.applied(1).unwrap(), Some(11));
     let e = h.crash(e);
     // Whatever survived, data and applied index agree (they were written in one batch).
-    let applied = e.applied(1).unwrap().expect("flushed applied index survives");
+    let applied = e
+        .applied(1)
+        .unwrap()
+        .expect("flushed applied index survives");
     let v = e.get(Cf::Data, b"k").unwrap().unwrap();
     match applied {
         10 => assert_eq!(v, b"v1"),
         11 => assert_eq!(v, b"v2"),
         other => panic!("applied index {other} was never written"),
     }
-    assert_eq!(e.durable_applied(1), applied, "what is on disk after restart is durable");
+    assert_eq!(
+        e.durable_applied(1),
+        applied,
+        "what is on disk after restart is durable"
+    );
 }
 
 pub fn checkpoints_are_complete_copies<H: StateHarness>(mut h: H) {
@@ -130,12 +169,21 @@ pub fn checkpoints_are_complete_copies<H: StateHarness>(mut h: H) {
     b.put(Cf::Data, "after", "x");
     e.write(b).unwrap();
     let c = h.open_checkpoint(&cp);
-    assert_eq!(collect(&c, Cf::Data, KeyRange::all(), usize::MAX).len(), 100);
+    assert_eq!(
+        collect(&c, Cf::Data, KeyRange::all(), usize::MAX).len(),
+        100
+    );
     assert_eq!(c.get(Cf::Data, b"c042").unwrap(), Some(vec![42u8; 100]));
-    assert_eq!(c.get(Cf::Raft, b"meta").unwrap().as_deref(), Some(&b"m"[..]));
+    assert_eq!(
+        c.get(Cf::Raft, b"meta").unwrap().as_deref(),
+        Some(&b"m"[..])
+    );
     assert_eq!(c.applied(2).unwrap(), Some(99));
     assert_eq!(c.get(Cf::Data, b"after").unwrap(), None);
-    assert!(e.checkpoint(&cp).is_err(), "an existing directory is refused");
+    assert!(
+        e.checkpoint(&cp).is_err(),
+        "an existing directory is refused"
+    );
 }
 
 macro_rules! conformance {
@@ -174,7 +222,9 @@ fn mem_engine_crash_loses_exactly_the_unflushed_writes() {
 fn rocks_engine_directory_is_locked() {
     let mut h = RocksState::new();
     let _e = h.open();
-    match tessera_storage::RocksStateEngine::open(tessera_storage::StateOptions::new(h.dir.path().join("db"))) {
+    match tessera_storage::RocksStateEngine::open(tessera_storage::StateOptions::new(
+        h.dir.path().join("db"),
+    )) {
         Err(tessera_storage::Error::Locked(_)) => {}
         Err(other) => panic!("expected Locked, got {other}"),
         Ok(_) => panic!("a second open of a locked directory succeeded"),

@@ -79,9 +79,11 @@ impl FileLogEngine {
     /// Opens (creating if needed) the log in `opts.dir`, recovering what is there.
     pub fn open(opts: LogOptions) -> Result<Self> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         let lock = DirLock::acquire(&dir)?;
-        let (io, fallback_reason) = SegmentIo::open(opts.io_mode).map_err(Error::IoUringUnavailable)?;
+        let (io, fallback_reason) =
+            SegmentIo::open(opts.io_mode).map_err(Error::IoUringUnavailable)?;
         let rec = recover(&dir)?;
         let active_seq = *rec.segments.last().expect("recovery leaves a segment");
         let active = open_segment_rw(&dir, active_seq)?;
@@ -184,7 +186,14 @@ impl LogEngine for FileLogEngine {
         Ok(g.meta(index).expect("range checked").term)
     }
 
-    fn entries(&self, group: u64, low: u64, high: u64, max_bytes: Option<u64>, out: &mut Vec<LogEntry>) -> Result<()> {
+    fn entries(
+        &self,
+        group: u64,
+        low: u64,
+        high: u64,
+        max_bytes: Option<u64>,
+        out: &mut Vec<LogEntry>,
+    ) -> Result<()> {
         if low >= high {
             return Ok(());
         }
@@ -212,8 +221,12 @@ impl LogEngine for FileLogEngine {
         }
         for (pos, file, meta) in from_disk {
             let mut buf = vec![0u8; meta.len as usize];
-            file.read_exact_at(&mut buf, meta.offset)
-                .map_err(|e| Error::io(format!("read log segment {} at {}", meta.seg, meta.offset), e))?;
+            file.read_exact_at(&mut buf, meta.offset).map_err(|e| {
+                Error::io(
+                    format!("read log segment {} at {}", meta.seg, meta.offset),
+                    e,
+                )
+            })?;
             out[pos].data = Bytes::from(buf);
         }
         Ok(())
@@ -231,7 +244,9 @@ impl LogEngine for FileLogEngine {
 
     fn gc(&self) -> Result<GcStats> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.sender()?.send(WriterMsg::Gc(tx)).map_err(|_| Error::Closed)?;
+        self.sender()?
+            .send(WriterMsg::Gc(tx))
+            .map_err(|_| Error::Closed)?;
         rx.recv().unwrap_or(Err(Error::Closed))
     }
 

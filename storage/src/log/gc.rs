@@ -46,7 +46,11 @@ impl Writer {
             return Ok(GcStats::default());
         }
         let mut old_bytes = 0;
-        for seq in self.segments.iter().filter(|s| **s == BASE_SEQ || fold.contains(s)) {
+        for seq in self
+            .segments
+            .iter()
+            .filter(|s| **s == BASE_SEQ || fold.contains(s))
+        {
             old_bytes += file_size(&self.shared.dir, *seq)?;
         }
         let (base, moved) = self.build_base(&fold)?;
@@ -77,12 +81,18 @@ impl Writer {
         }
         fsync_dir(&self.shared.dir)?;
         let mut keep = vec![BASE_SEQ];
-        keep.extend(self.segments.iter().copied().filter(|s| *s != BASE_SEQ && !fold.contains(s)));
+        keep.extend(
+            self.segments
+                .iter()
+                .copied()
+                .filter(|s| *s != BASE_SEQ && !fold.contains(s)),
+        );
         write_manifest(&self.shared.dir, &keep)?;
         self.segments = keep;
         for s in &fold {
             let p = segment_path(&self.shared.dir, *s);
-            std::fs::remove_file(&p).map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
+            std::fs::remove_file(&p)
+                .map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
         }
         fsync_dir(&self.shared.dir)?;
         let new_bytes = base.len() as u64;
@@ -91,8 +101,12 @@ impl Writer {
             bytes_rewritten: new_bytes,
             bytes_reclaimed: old_bytes.saturating_sub(new_bytes),
         };
-        self.shared.segment_count.store(self.segments.len(), Ordering::Relaxed);
-        self.shared.bytes.fetch_sub(stats.bytes_reclaimed, Ordering::Relaxed);
+        self.shared
+            .segment_count
+            .store(self.segments.len(), Ordering::Relaxed);
+        self.shared
+            .bytes
+            .fetch_sub(stats.bytes_reclaimed, Ordering::Relaxed);
         Ok(stats)
     }
 
@@ -107,7 +121,11 @@ impl Writer {
         }
         let ratio = self.shared.opts.gc_rewrite_ratio;
         let mut fold = HashSet::new();
-        for &seq in self.segments.iter().filter(|s| **s != BASE_SEQ && **s != self.active_seq) {
+        for &seq in self
+            .segments
+            .iter()
+            .filter(|s| **s != BASE_SEQ && **s != self.active_seq)
+        {
             let size = file_size(&self.shared.dir, seq)?;
             if (live.get(&seq).copied().unwrap_or(0) as f64) >= ratio * size as f64 {
                 break;
@@ -161,7 +179,8 @@ impl Writer {
 
     fn read_entry(&self, m: &EntryMeta) -> Result<Bytes> {
         let path = segment_path(&self.shared.dir, m.seg);
-        let f = std::fs::File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let f = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let mut buf = vec![0u8; m.len as usize];
         f.read_exact_at(&mut buf, m.offset)
             .map_err(|e| Error::io(format!("read {} at {}", path.display(), m.offset), e))?;

@@ -100,7 +100,10 @@ impl GroupIndex {
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (u64, &EntryMeta)> {
-        self.entries.iter().enumerate().map(|(i, m)| (self.first + i as u64, m))
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (self.first + i as u64, m))
     }
 
     pub fn bounds(&self) -> Bounds {
@@ -128,7 +131,9 @@ impl GroupIndex {
         for (i, meta) in entries {
             match g.last_index() {
                 None => g.first = i,
-                Some(l) if i != l + 1 => return Err(format!("hole in the log after index {l} (next is {i})")),
+                Some(l) if i != l + 1 => {
+                    return Err(format!("hole in the log after index {l} (next is {i})"))
+                }
                 Some(_) => {}
             }
             g.entries.push_back(meta);
@@ -138,7 +143,13 @@ impl GroupIndex {
 
     /// Discards entries `>= first`, then adds `metas` (with their data for the cache).
     /// The writer has validated that this leaves no gap.
-    pub fn append(&mut self, first: u64, metas: &[EntryMeta], data: Option<&[Bytes]>, cache_limit: usize) {
+    pub fn append(
+        &mut self,
+        first: u64,
+        metas: &[EntryMeta],
+        data: Option<&[Bytes]>,
+        cache_limit: usize,
+    ) {
         if self.entries.is_empty() || first < self.first {
             self.entries.clear();
             self.first = first;
@@ -235,11 +246,19 @@ impl GroupIndex {
     pub fn check_range(&self, group: u64, low: u64, high: u64) -> Result<()> {
         let first = self.first_index().unwrap_or(self.compacted_to.max(1));
         if low < first {
-            return Err(Error::Compacted { group, index: low, first });
+            return Err(Error::Compacted {
+                group,
+                index: low,
+                first,
+            });
         }
         let last = self.last_index().unwrap_or(first - 1);
         if high > last + 1 {
-            return Err(Error::Unavailable { group, index: high - 1, last });
+            return Err(Error::Unavailable {
+                group,
+                index: high - 1,
+                last,
+            });
         }
         Ok(())
     }
@@ -250,7 +269,12 @@ mod tests {
     use super::*;
 
     fn m(term: u64) -> EntryMeta {
-        EntryMeta { term, seg: 1, offset: 0, len: 1 }
+        EntryMeta {
+            term,
+            seg: 1,
+            offset: 0,
+            len: 1,
+        }
     }
 
     #[test]

@@ -46,16 +46,25 @@ pub(crate) enum SegmentIo {
 impl SegmentIo {
     /// Picks the backend for `mode`; returns it with the reason io_uring was not used.
     pub(crate) fn open(mode: IoMode) -> Result<(SegmentIo, Option<String>), String> {
+        Self::choose(mode, probe_uring)
+    }
+
+    fn choose(
+        mode: IoMode,
+        probe: impl FnOnce() -> Result<IoUring, String>,
+    ) -> Result<(SegmentIo, Option<String>), String> {
         match mode {
             IoMode::Sync => Ok((SegmentIo::Sync, Some("sync I/O requested".into()))),
-            IoMode::IoUring => probe_uring().map(|r| (SegmentIo::Uring(Box::new(r)), None)),
-            IoMode::Auto => match probe_uring() {
-                Ok(r) => Ok((SegmentIo::Uring(Box::new(r)), None)),
-                Err(why) => {
-                    tracing::warn!("io_uring unavailable ({why}); log engine falls back to pwrite+fdatasync");
-                    Ok((SegmentIo::Sync, Some(why)))
+            IoMode::IoUring => probe().map(|r| (SegmentIo::Uring(Box::new(r)), None)),
+            IoMode::Auto => {
+                match probe() {
+                    Ok(r) => Ok((SegmentIo::Uring(Box::new(r)), None)),
+                    Err(why) => {
+                        tracing::warn!("io_uring unavailable ({why}); log engine falls back to pwrite+fdatasync");
+                        Ok((SegmentIo::Sync, Some(why)))
+                    }
                 }
-            },
+            }
         }
     }
 
@@ -67,7 +76,12 @@ impl SegmentIo {
     }
 
     /// Writes all of `buf` at `offset` and makes it durable (fdatasync) before returning.
-    pub(crate) fn write_durable(&mut self, file: &File, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write_durable(
+        &mut self,
+        file: &File,
+        offset: u64,
+        buf: &[u8],
+    ) -> std::io::Result<()> {
         match self {
             SegmentIo::Sync => {
                 file.write_all_at(buf, offset)?;
@@ -84,7 +98,10 @@ fn probe_uring() -> Result<IoUring, String> {
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| format!("io_uring probe failed: {e}"))?;
-    for (name, code) in [("write", opcode::Write::CODE), ("fsync", opcode::Fsync::CODE)] {
+    for (name, code) in [
+        ("write", opcode::Write::CODE),
+        ("fsync", opcode::Fsync::CODE),
+    ] {
         if !probe.is_supported(code) {
             return Err(format!("io_uring lacks the {name} opcode"));
         }
@@ -94,7 +111,10 @@ fn probe_uring() -> Result<IoUring, String> {
     unsafe { ring.submission().push(&nop) }.map_err(|e| format!("io_uring push failed: {e}"))?;
     ring.submit_and_wait(1)
         .map_err(|e| format!("io_uring submit failed: {e}"))?;
-    let cqe = ring.completion().next().ok_or("io_uring returned no completion")?;
+    let cqe = ring
+        .completion()
+        .next()
+        .ok_or("io_uring returned no completion")?;
     if cqe.result() < 0 {
         return Err(format!(
             "io_uring nop failed: {}",
@@ -109,7 +129,12 @@ const SYNC_TAG: u64 = 2;
 
 /// One submission per round: a write linked to an fdatasync. A short write breaks the link
 /// (the kernel cancels the fsync), so the rest is resubmitted until everything is written.
-fn uring_write_durable(ring: &mut IoUring, file: &File, mut offset: u64, mut buf: &[u8]) -> std::io::Result<()> {
+fn uring_write_durable(
+    ring: &mut IoUring,
+    file: &File,
+    mut offset: u64,
+    mut buf: &[u8],
+) -> std::io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
     loop {
         // Writes above 2 GiB are split by the loop; the kernel caps one write anyway.
@@ -127,8 +152,10 @@ fn uring_write_durable(ring: &mut IoUring, file: &File, mut offset: u64, mut buf
         // before returning or touching `buf` again.
         unsafe {
             let mut sq = ring.submission();
-            sq.push(&write).map_err(|_| std::io::Error::other("io_uring queue full"))?;
-            sq.push(&sync).map_err(|_| std::io::Error::other("io_uring queue full"))?;
+            sq.push(&write)
+                .map_err(|_| std::io::Error::other("io_uring queue full"))?;
+            sq.push(&sync)
+                .map_err(|_| std::io::Error::other("io_uring queue full"))?;
         }
         let mut done = 0;
         let (mut written, mut synced) = (None, None);
@@ -155,9 +182,50 @@ fn uring_write_durable(ring: &mut IoUring, file: &File, mut offset: u64, mut buf
             return Ok(());
         }
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "io_uring wrote 0 bytes"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "io_uring wrote 0 bytes",
+            ));
         }
         buf = &buf[n..];
         offset += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broken() -> Result<IoUring, String> {
+        Err("io_uring_setup failed: Operation not permitted".into())
+    }
+
+    #[test]
+    fn auto_falls_back_and_says_why_when_io_uring_is_unavailable() {
+        let (io, why) = SegmentIo::choose(IoMode::Auto, broken).unwrap();
+        assert_eq!(io.backend(), IoBackend::Sync);
+        assert!(why.unwrap().contains("Operation not permitted"));
+        assert!(SegmentIo::choose(IoMode::IoUring, broken).is_err());
+    }
+
+    #[test]
+    fn both_backends_write_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [IoMode::Auto, IoMode::Sync] {
+            let (mut io, _) = SegmentIo::open(mode).unwrap();
+            let path = dir.path().join(format!("{mode:?}"));
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap();
+            io.write_durable(&f, 0, b"hello ").unwrap();
+            io.write_durable(&f, 6, &vec![b'x'; 1 << 20]).unwrap();
+            let back = std::fs::read(&path).unwrap();
+            assert_eq!(&back[..6], b"hello ");
+            assert_eq!(back.len(), 6 + (1 << 20));
+        }
     }
 }

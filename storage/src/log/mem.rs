@@ -34,13 +34,25 @@ impl MemGroup {
     }
 
     fn check_range(&self, group: u64, low: u64, high: u64) -> Result<()> {
-        let first = if self.entries.is_empty() { self.compacted_to.max(1) } else { self.first };
+        let first = if self.entries.is_empty() {
+            self.compacted_to.max(1)
+        } else {
+            self.first
+        };
         if low < first {
-            return Err(Error::Compacted { group, index: low, first });
+            return Err(Error::Compacted {
+                group,
+                index: low,
+                first,
+            });
         }
         let last = self.last_index().unwrap_or(first - 1);
         if high > last + 1 {
-            return Err(Error::Unavailable { group, index: high - 1, last });
+            return Err(Error::Unavailable {
+                group,
+                index: high - 1,
+                last,
+            });
         }
         Ok(())
     }
@@ -120,15 +132,26 @@ impl LogEngine for MemLogEngine {
 
     fn first_index(&self, group: u64) -> Option<u64> {
         let s = self.state.lock();
-        s.groups.get(&group).filter(|g| !g.entries.is_empty()).map(|g| g.first)
+        s.groups
+            .get(&group)
+            .filter(|g| !g.entries.is_empty())
+            .map(|g| g.first)
     }
 
     fn last_index(&self, group: u64) -> Option<u64> {
-        self.state.lock().groups.get(&group).and_then(|g| g.last_index())
+        self.state
+            .lock()
+            .groups
+            .get(&group)
+            .and_then(|g| g.last_index())
     }
 
     fn compacted_to(&self, group: u64) -> u64 {
-        self.state.lock().groups.get(&group).map_or(0, |g| g.compacted_to)
+        self.state
+            .lock()
+            .groups
+            .get(&group)
+            .map_or(0, |g| g.compacted_to)
     }
 
     fn term(&self, group: u64, index: u64) -> Result<u64> {
@@ -138,7 +161,14 @@ impl LogEngine for MemLogEngine {
         Ok(g.entries[(index - g.first) as usize].term)
     }
 
-    fn entries(&self, group: u64, low: u64, high: u64, max_bytes: Option<u64>, out: &mut Vec<LogEntry>) -> Result<()> {
+    fn entries(
+        &self,
+        group: u64,
+        low: u64,
+        high: u64,
+        max_bytes: Option<u64>,
+        out: &mut Vec<LogEntry>,
+    ) -> Result<()> {
         if low >= high {
             return Ok(());
         }
@@ -147,7 +177,10 @@ impl LogEngine for MemLogEngine {
         let g = s.groups.get(&group).unwrap_or(&empty);
         g.check_range(group, low, high)?;
         let mut size = 0u64;
-        for e in g.entries.range((low - g.first) as usize..(high - g.first) as usize) {
+        for e in g
+            .entries
+            .range((low - g.first) as usize..(high - g.first) as usize)
+        {
             out.push(e.clone());
             size += e.data.len() as u64;
             if max_bytes.is_some_and(|m| size >= m) {
@@ -158,7 +191,11 @@ impl LogEngine for MemLogEngine {
     }
 
     fn hard_state(&self, group: u64) -> Option<HardState> {
-        self.state.lock().groups.get(&group).and_then(|g| g.hard_state)
+        self.state
+            .lock()
+            .groups
+            .get(&group)
+            .and_then(|g| g.hard_state)
     }
 
     fn groups(&self) -> Vec<u64> {

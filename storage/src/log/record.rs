@@ -52,7 +52,13 @@ fn header_crc(len: u32, crc: u32, seq: u64, offset: u64) -> u32 {
 }
 
 /// Appends a framed record for `payload` (placed at `offset` of segment `seq`) to `out`.
-pub(crate) fn frame_record(out: &mut Vec<u8>, payload: &[u8], payload_crc: u32, seq: u64, offset: u64) {
+pub(crate) fn frame_record(
+    out: &mut Vec<u8>,
+    payload: &[u8],
+    payload_crc: u32,
+    seq: u64,
+    offset: u64,
+) {
     let len = payload.len() as u32;
     out.extend_from_slice(&RECORD_MAGIC.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
@@ -187,7 +193,10 @@ impl Reader<'_> {
 /// Decodes a payload whose CRC has already been verified. Errors describe the first
 /// structural problem (a bug or a forged record, since the CRC matched).
 pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<DecodedOp>, String> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let count = r.u32()? as usize;
     // Each op takes at least 9 bytes: never reserve more than the payload can hold.
     let mut ops = Vec::with_capacity(count.min(payload.len() / 9));
@@ -222,7 +231,10 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<DecodedOp>, String> {
                 };
                 ops.push(DecodedOp::HardState { group, hs });
             }
-            TAG_COMPACT => ops.push(DecodedOp::Compact { group, to: r.u64()? }),
+            TAG_COMPACT => ops.push(DecodedOp::Compact {
+                group,
+                to: r.u64()?,
+            }),
             t => return Err(format!("unknown op tag {t}")),
         }
     }
@@ -240,14 +252,31 @@ mod tests {
     #[test]
     fn batch_roundtrips_and_offsets_point_at_data() {
         let mut b = LogBatch::new();
-        b.append(7, vec![LogEntry::new(5, 2, &b"abc"[..]), LogEntry::new(6, 3, &b""[..])]);
-        b.set_hard_state(7, HardState { term: 3, vote: 1, commit: 5 });
+        b.append(
+            7,
+            vec![
+                LogEntry::new(5, 2, &b"abc"[..]),
+                LogEntry::new(6, 3, &b""[..]),
+            ],
+        );
+        b.set_hard_state(
+            7,
+            HardState {
+                term: 3,
+                vote: 1,
+                commit: 5,
+            },
+        );
         b.compact(9, 44);
         let enc = encode_batch(&b);
         let ops = decode_payload(&enc.payload).unwrap();
         assert_eq!(ops.len(), 3);
         match &ops[0] {
-            DecodedOp::Append { group, first, entries } => {
+            DecodedOp::Append {
+                group,
+                first,
+                entries,
+            } => {
                 assert_eq!((*group, *first), (7, 5));
                 assert_eq!(entries[0].0, 2);
                 let (off, len) = (entries[0].1 as usize, entries[0].2 as usize);
@@ -279,7 +308,13 @@ mod tests {
         frame_record(&mut out, b"hello", crc32c::crc32c(b"hello"), 3, 16);
         assert_eq!(out.len(), padded_len(5));
         assert!(parse_header(&out, 3, 16).is_some());
-        assert!(parse_header(&out, 3, 24).is_none(), "moved record must not verify");
-        assert!(parse_header(&out, 4, 16).is_none(), "other segment must not verify");
+        assert!(
+            parse_header(&out, 3, 24).is_none(),
+            "moved record must not verify"
+        );
+        assert!(
+            parse_header(&out, 4, 16).is_none(),
+            "other segment must not verify"
+        );
     }
 }

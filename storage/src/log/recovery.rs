@@ -5,12 +5,14 @@
 //! [`Error::MissingSegment`] naming the file and offset; nothing is silently dropped.
 
 use super::index::{EntryMeta, GroupIndex};
-use super::HardState;
 use super::record::{
-    decode_payload, padded_len, parse_header, DecodedOp, MAX_PAYLOAD, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
+    decode_payload, padded_len, parse_header, DecodedOp, MAX_PAYLOAD, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
-use super::segment::{create_segment, BASE_SEQ, list_dir, read_manifest, segment_path, write_manifest};
+use super::segment::{
+    create_segment, list_dir, read_manifest, segment_path, write_manifest, BASE_SEQ,
+};
+use super::HardState;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -51,7 +53,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         // Created by a rotation whose manifest update did not happen, or deleted from the
         // manifest by GC before the unlink: either way it holds nothing live.
         let p = segment_path(dir, *seq);
-        tracing::warn!("removing segment {} that the manifest does not list", p.display());
+        tracing::warn!(
+            "removing segment {} that the manifest does not list",
+            p.display()
+        );
         std::fs::remove_file(&p).map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
     }
     if segments.last().is_none_or(|s| *s == BASE_SEQ) {
@@ -90,9 +95,15 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
 }
 
 /// Replays one segment; returns the end offset of its valid data.
-fn replay_segment(dir: &Path, seq: u64, is_last: bool, groups: &mut HashMap<u64, ReplayGroup>) -> Result<u64> {
+fn replay_segment(
+    dir: &Path,
+    seq: u64,
+    is_last: bool,
+    groups: &mut HashMap<u64, ReplayGroup>,
+) -> Result<u64> {
     let path = segment_path(dir, seq);
-    let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let data =
+        std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     let corrupt = |offset: u64, reason: String| Error::Corruption {
         file: path.clone(),
         offset,
@@ -104,7 +115,10 @@ fn replay_segment(dir: &Path, seq: u64, is_last: bool, groups: &mut HashMap<u64,
     }
     let header_seq = u64::from_le_bytes(data[8..16].try_into().expect("8"));
     if header_seq != seq {
-        return Err(corrupt(8, format!("segment header says {header_seq}, file name says {seq}")));
+        return Err(corrupt(
+            8,
+            format!("segment header says {header_seq}, file name says {seq}"),
+        ));
     }
     let mut off = hdr;
     while off < data.len() {
@@ -123,7 +137,10 @@ fn replay_segment(dir: &Path, seq: u64, is_last: bool, groups: &mut HashMap<u64,
         return Ok(off as u64);
     }
     if !is_last {
-        return Err(corrupt(off as u64, "invalid record in a sealed segment".into()));
+        return Err(corrupt(
+            off as u64,
+            "invalid record in a sealed segment".into(),
+        ));
     }
     if let Some(later) = first_valid_record_after(&data, seq, off) {
         return Err(corrupt(
@@ -177,13 +194,22 @@ pub(crate) struct ReplayGroup {
 
 impl ReplayGroup {
     fn finish(self) -> std::result::Result<GroupIndex, String> {
-        GroupIndex::restore(self.entries, self.compacted, self.compact_seg, self.hard_state)
+        GroupIndex::restore(
+            self.entries,
+            self.compacted,
+            self.compact_seg,
+            self.hard_state,
+        )
     }
 }
 
 fn apply(groups: &mut HashMap<u64, ReplayGroup>, op: DecodedOp, seq: u64, data_base: u64) {
     match op {
-        DecodedOp::Append { group, first, entries } => {
+        DecodedOp::Append {
+            group,
+            first,
+            entries,
+        } => {
             let g = groups.entry(group).or_default();
             g.entries.split_off(&first);
             for (k, (term, off, len)) in entries.into_iter().enumerate() {
@@ -196,7 +222,9 @@ fn apply(groups: &mut HashMap<u64, ReplayGroup>, op: DecodedOp, seq: u64, data_b
                 g.entries.insert(first + k as u64, meta);
             }
         }
-        DecodedOp::HardState { group, hs } => groups.entry(group).or_default().hard_state = Some((hs, seq)),
+        DecodedOp::HardState { group, hs } => {
+            groups.entry(group).or_default().hard_state = Some((hs, seq))
+        }
         DecodedOp::Compact { group, to } => {
             let g = groups.entry(group).or_default();
             g.compact_seg = Some(seq);

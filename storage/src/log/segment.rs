@@ -25,7 +25,8 @@ pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 pub(crate) fn list_dir(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>)> {
     let mut seqs = Vec::new();
     let mut temps = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("read dir {}", dir.display()), e))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("read dir {}", dir.display()), e))?;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io(format!("read dir {}", dir.display()), e))?;
         let name = ent.file_name();
@@ -125,7 +126,8 @@ pub(crate) fn create_segment(dir: &Path, seq: u64) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io(ctx("create"), e))?;
-    f.write_all(&segment_header(seq)).map_err(|e| Error::io(ctx("write header"), e))?;
+    f.write_all(&segment_header(seq))
+        .map_err(|e| Error::io(ctx("write header"), e))?;
     f.sync_all().map_err(|e| Error::io(ctx("fsync"), e))?;
     fsync_dir(dir)?;
     debug_assert_eq!(SEGMENT_HEADER_LEN, 16);

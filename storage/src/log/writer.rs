@@ -8,7 +8,9 @@ use super::batch::{GroupOp, LogBatch};
 use super::file_engine::Shared;
 use super::index::{Bounds, EntryMeta};
 use super::io::SegmentIo;
-use super::record::{frame_record, padded_len, EncodedBatch, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::record::{
+    frame_record, padded_len, EncodedBatch, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use super::segment::{create_segment, write_manifest};
 use super::GcStats;
 use crate::{Error, Result};
@@ -86,7 +88,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, io: SegmentIo, active: File, segments: Vec<u64>, active_len: u64) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        io: SegmentIo,
+        active: File,
+        segments: Vec<u64>,
+        active_len: u64,
+    ) -> Self {
         let active_seq = *segments.last().expect("recovery leaves an active segment");
         Writer {
             shared,
@@ -139,13 +147,18 @@ impl Writer {
         if accepted.is_empty() {
             return;
         }
-        let total: u64 = accepted.iter().map(|r| padded_len(r.enc.payload.len()) as u64).sum();
+        let total: u64 = accepted
+            .iter()
+            .map(|r| padded_len(r.enc.payload.len()) as u64)
+            .sum();
         let result = self.write_records(&accepted, total);
         match result {
             Ok(offsets) => {
                 self.publish(&accepted, &offsets);
                 self.shared.sync_rounds.fetch_add(1, Ordering::Relaxed);
-                self.shared.batches.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                self.shared
+                    .batches
+                    .fetch_add(accepted.len() as u64, Ordering::Relaxed);
                 for req in accepted {
                     let _ = req.done.send(Ok(()));
                 }
@@ -202,7 +215,9 @@ impl Writer {
     /// Frames the round into one buffer, rotating first if it would overflow the segment;
     /// returns each record's file offset after the write and fdatasync succeeded.
     fn write_records(&mut self, reqs: &[WriteReq], total: u64) -> Result<Vec<u64>> {
-        if self.active_len > SEGMENT_HEADER_LEN && self.active_len + total > self.shared.opts.segment_size {
+        if self.active_len > SEGMENT_HEADER_LEN
+            && self.active_len + total > self.shared.opts.segment_size
+        {
             self.rotate()?;
         }
         self.buf.clear();
@@ -210,7 +225,13 @@ impl Writer {
         let mut off = self.active_len;
         for req in reqs {
             offsets.push(off);
-            frame_record(&mut self.buf, &req.enc.payload, req.enc.crc, self.active_seq, off);
+            frame_record(
+                &mut self.buf,
+                &req.enc.payload,
+                req.enc.crc,
+                self.active_seq,
+                off,
+            );
             off += padded_len(req.enc.payload.len()) as u64;
         }
         self.io
@@ -231,8 +252,12 @@ impl Writer {
         segs.push(seq);
         write_manifest(&self.shared.dir, &segs)?;
         self.segments = segs;
-        self.shared.segment_count.store(self.segments.len(), Ordering::Relaxed);
-        self.shared.bytes.fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
+        self.shared
+            .segment_count
+            .store(self.segments.len(), Ordering::Relaxed);
+        self.shared
+            .bytes
+            .fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
         self.active = file;
         self.active_seq = seq;
         self.active_len = SEGMENT_HEADER_LEN;
@@ -255,7 +280,8 @@ impl Writer {
                             .map(|e| EntryMeta {
                                 term: e.term,
                                 seg,
-                                offset: data_base + *data_offsets.next().expect("one offset per entry") as u64,
+                                offset: data_base
+                                    + *data_offsets.next().expect("one offset per entry") as u64,
                                 len: e.data.len() as u32,
                             })
                             .collect();

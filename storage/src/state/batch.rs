@@ -32,16 +32,25 @@ impl WriteBatch {
         self
     }
 
-    pub fn delete_range(&mut self, cf: Cf, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) -> &mut Self {
-        self.ops.push(BatchOp::DeleteRange(cf, start.into(), end.into()));
+    pub fn delete_range(
+        &mut self,
+        cf: Cf,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        self.ops
+            .push(BatchOp::DeleteRange(cf, start.into(), end.into()));
         self
     }
 
     /// Records that `group` has applied through `index`, atomically with the rest.
     pub fn set_applied(&mut self, group: u64, index: u64) -> &mut Self {
         self.applied.push((group, index));
-        self.ops
-            .push(BatchOp::Put(Cf::Raft, applied_key(group), index.to_le_bytes().to_vec()));
+        self.ops.push(BatchOp::Put(
+            Cf::Raft,
+            applied_key(group),
+            index.to_le_bytes().to_vec(),
+        ));
         self
     }
 

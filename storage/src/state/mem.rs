@@ -37,7 +37,9 @@ impl MemStateEngine {
     fn from_tables(t: Tables) -> Self {
         let mut on_disk = HashMap::new();
         for (k, v) in t[Cf::Raft.idx()].range(APPLIED_PREFIX.to_vec()..) {
-            let Some(g) = k.strip_prefix(APPLIED_PREFIX) else { break };
+            let Some(g) = k.strip_prefix(APPLIED_PREFIX) else {
+                break;
+            };
             if let (Ok(g), Some(i)) = (<[u8; 8]>::try_from(g), decode_applied(v)) {
                 on_disk.insert(u64::from_be_bytes(g), i);
             }
@@ -58,7 +60,8 @@ impl MemStateEngine {
     /// Opens a checkpoint written by [`StateEngine::checkpoint`].
     pub fn open_checkpoint(dir: &Path) -> Result<Self> {
         let path = dir.join(CHECKPOINT_FILE);
-        let b = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let b =
+            std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
         let bad = |offset: usize, reason: &str| Error::Corruption {
             file: path.clone(),
             offset: offset as u64,
@@ -74,7 +77,9 @@ impl MemStateEngine {
         let mut t = Tables::default();
         let mut pos = 8;
         let take = |n: usize, pos: &mut usize| -> Result<&[u8]> {
-            let s = body.get(*pos..*pos + n).ok_or_else(|| bad(*pos, "truncated checkpoint"))?;
+            let s = body
+                .get(*pos..*pos + n)
+                .ok_or_else(|| bad(*pos, "truncated checkpoint"))?;
             *pos += n;
             Ok(s)
         };
@@ -84,7 +89,9 @@ impl MemStateEngine {
             let k = take(kl, &mut pos)?.to_vec();
             let vl = u32::from_le_bytes(take(4, &mut pos)?.try_into().expect("4")) as usize;
             let v = take(vl, &mut pos)?.to_vec();
-            t.get_mut(cf).ok_or_else(|| bad(pos, "unknown column family"))?.insert(k, v);
+            t.get_mut(cf)
+                .ok_or_else(|| bad(pos, "unknown column family"))?
+                .insert(k, v);
         }
         Ok(Self::from_tables(t))
     }
@@ -94,7 +101,13 @@ impl MemStateEngine {
     }
 }
 
-fn scan_tables(t: &Tables, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) {
+fn scan_tables(
+    t: &Tables,
+    cf: Cf,
+    range: &KeyRange,
+    limit: usize,
+    f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) {
     for (k, v) in t[cf.idx()].range(range.start.clone()..).take(limit) {
         if !range.contains(k) || !f(k, v) {
             break;
@@ -120,7 +133,8 @@ impl StateEngine for MemStateEngine {
                     t[cf.idx()].remove(&k);
                 }
                 BatchOp::DeleteRange(cf, s, e) => {
-                    let doomed: Vec<Vec<u8>> = t[cf.idx()].range(s..e).map(|(k, _)| k.clone()).collect();
+                    let doomed: Vec<Vec<u8>> =
+                        t[cf.idx()].range(s..e).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
                         t[cf.idx()].remove(&k);
                     }
@@ -131,7 +145,13 @@ impl StateEngine for MemStateEngine {
         Ok(())
     }
 
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         scan_tables(&self.tables(), cf, range, limit, f);
         Ok(())
     }
@@ -185,7 +205,13 @@ impl StateSnapshot for MemSnapshot {
         Ok(self.0[cf.idx()].get(key).cloned())
     }
 
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         scan_tables(&self.0, cf, range, limit, f);
         Ok(())
     }

@@ -87,7 +87,13 @@ pub trait StateSnapshot: Send {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Calls `f` for each pair in `range`, in key order, until it returns `false` or `limit`
     /// pairs have been visited.
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
 }
 
 /// The contract between the apply loop and a state engine.
@@ -105,7 +111,13 @@ pub trait StateEngine: Send + Sync + 'static {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn write(&self, batch: WriteBatch) -> Result<()>;
     /// As [`StateSnapshot::scan`], on the current state.
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()>;
     fn snapshot(&self) -> Box<dyn StateSnapshot + '_>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;

@@ -7,8 +7,8 @@ use super::batch::{decode_applied, BatchOp};
 use super::{Cf, KeyRange, StateEngine, StateSnapshot, WriteBatch, APPLIED_PREFIX};
 use crate::{Error, Result};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions,
-    IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    FlushOptions, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,11 @@ fn cf_options(opts: &StateOptions, cache: &Cache, cf: Cf) -> Options {
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
     let small = matches!(cf, Cf::Raft);
-    o.set_write_buffer_size(if small { opts.write_buffer_bytes / 8 } else { opts.write_buffer_bytes });
+    o.set_write_buffer_size(if small {
+        opts.write_buffer_bytes / 8
+    } else {
+        opts.write_buffer_bytes
+    });
     o
 }
 
@@ -85,7 +89,9 @@ impl RocksStateEngine {
             let cf = db.cf_handle(Cf::Raft.name()).expect("created at open");
             for item in db.iterator_cf(cf, IteratorMode::From(APPLIED_PREFIX, Direction::Forward)) {
                 let (k, v) = item?;
-                let Some(g) = k.strip_prefix(APPLIED_PREFIX) else { break };
+                let Some(g) = k.strip_prefix(APPLIED_PREFIX) else {
+                    break;
+                };
                 if let (Ok(g), Some(i)) = (<[u8; 8]>::try_from(g), decode_applied(&v)) {
                     on_disk.insert(u64::from_be_bytes(g), i);
                 }
@@ -99,7 +105,9 @@ impl RocksStateEngine {
     }
 
     fn cf(&self, cf: Cf) -> &ColumnFamily {
-        self.db.cf_handle(cf.name()).expect("every column family is created at open")
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
     }
 
     pub fn dir(&self) -> &Path {
@@ -150,9 +158,20 @@ impl StateEngine for RocksStateEngine {
         Ok(())
     }
 
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         let mode = IteratorMode::From(&range.start, Direction::Forward);
-        scan_with(self.db.iterator_cf_opt(self.cf(cf), range_read_opts(range), mode), limit, f)
+        scan_with(
+            self.db
+                .iterator_cf_opt(self.cf(cf), range_read_opts(range), mode),
+            limit,
+            f,
+        )
     }
 
     fn snapshot(&self) -> Box<dyn StateSnapshot + '_> {
@@ -199,9 +218,17 @@ impl StateSnapshot for RocksSnapshot<'_> {
         Ok(self.snap.get_cf(self.engine.cf(cf), key)?)
     }
 
-    fn scan(&self, cf: Cf, range: &KeyRange, limit: usize, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan(
+        &self,
+        cf: Cf,
+        range: &KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
         let mode = IteratorMode::From(&range.start, Direction::Forward);
-        let iter = self.snap.iterator_cf_opt(self.engine.cf(cf), range_read_opts(range), mode);
+        let iter = self
+            .snap
+            .iterator_cf_opt(self.engine.cf(cf), range_read_opts(range), mode);
         scan_with(iter, limit, f)
     }
 }

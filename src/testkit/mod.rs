@@ -1,0 +1,23 @@
+//! Helpers shared by the binary's test-only subcommands and the integration tests:
+//! deterministic payloads a reader can verify, and the crash-torture writer.
+
+pub mod torture;
+
+/// Deterministic bytes for (group, index): whoever reads an entry back can check it.
+pub fn payload(group: u64, index: u64, len: usize) -> Vec<u8> {
+    let mut x =
+        group.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes()[..(len - v.len()).min(8)]);
+    }
+    v
+}
+
+/// State-engine key under which the torture writer records entry `index` of `group`.
+pub fn state_key(group: u64, index: u64) -> Vec<u8> {
+    format!("g{group:04}/{index:012}").into_bytes()
+}

@@ -1,0 +1,77 @@
+//! `tessera log-torture`: writes to a log engine and a state engine until it is killed, and
+//! reports on stdout exactly what it was told is durable, so a test can SIGKILL it at any
+//! moment and check that nothing acknowledged was lost:
+//!
+//! * `ack G I` — entry I of group G is durable in the log;
+//! * `compacted G C` — group G's entries below C were compacted away (durably);
+//! * `flushed G I` — the state engine durably holds G's applied index >= I, and with it
+//!   every key `state_key(G, 1..=I)`.
+//!
+//! Each group has its own thread; group 0 also compacts and runs GC now and then, so kills
+//! land in the middle of rotations and GC passes too. On start it resumes after what it finds.
+
+use super::{payload, state_key};
+use crate::cli::TortureArgs;
+use anyhow::Context;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tessera_storage::{
+    Cf, FileLogEngine, LogBatch, LogEngine, LogEntry, LogOptions, RocksStateEngine, StateEngine,
+    StateOptions, WriteBatch,
+};
+
+pub fn run(args: TortureArgs) -> anyhow::Result<()> {
+    let mut lo = LogOptions::new(args.data_dir.join("raft-log"));
+    lo.io_mode = args.io.into();
+    lo.segment_size = args.segment_size;
+    let log = Arc::new(FileLogEngine::open(lo).context("open log")?);
+    let state = Arc::new(
+        RocksStateEngine::open(StateOptions::new(args.data_dir.join("state")))
+            .context("open state")?,
+    );
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let say = move |line: String| {
+        let mut o = out.lock().expect("stdout lock");
+        let _ = writeln!(o, "{line}");
+        let _ = o.flush();
+    };
+    let say = Arc::new(say);
+    let threads: Vec<_> = (0..args.groups)
+        .map(|g| {
+            let (log, state, say) = (log.clone(), state.clone(), say.clone());
+            let value_size = args.value_size;
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = log
+                    .last_index(g)
+                    .unwrap_or(log.compacted_to(g).saturating_sub(1))
+                    + 1;
+                loop {
+                    let mut b = LogBatch::new();
+                    b.append(g, vec![LogEntry::new(i, 1, payload(g, i, value_size))]);
+                    log.write(b)?;
+                    say(format!("ack {g} {i}"));
+                    let mut wb = WriteBatch::new();
+                    wb.put(Cf::Data, state_key(g, i), payload(g, i, 16))
+                        .set_applied(g, i);
+                    state.write(wb)?;
+                    if i % 16 == 0 {
+                        state.flush()?;
+                        say(format!("flushed {g} {i}"));
+                    }
+                    if g == 0 && i % 97 == 0 {
+                        let mut b = LogBatch::new();
+                        b.compact(g, i - 50);
+                        log.write(b)?;
+                        say(format!("compacted {g} {}", i - 50));
+                        log.gc()?;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("torture thread panicked")?;
+    }
+    Ok(())
+}
