@@ -36,7 +36,12 @@ fn log_append(c: &mut Criterion) {
                         let mut spent = Duration::ZERO;
                         for _ in 0..iters {
                             let mut batch = LogBatch::new();
-                            batch.append(1, (next..next + n as u64).map(|i| LogEntry::new(i, 1, data.clone())).collect());
+                            batch.append(
+                                1,
+                                (next..next + n as u64)
+                                    .map(|i| LogEntry::new(i, 1, data.clone()))
+                                    .collect(),
+                            );
                             next += n as u64;
                             let t = Instant::now();
                             engine.write(batch).unwrap();
@@ -67,26 +72,29 @@ fn raw_write_fdatasync(c: &mut Criterion) {
         for n in BATCHES {
             let buf = vec![7u8; n * size];
             g.throughput(Throughput::Bytes(buf.len() as u64));
-            g.bench_function(BenchmarkId::new("plain_file", format!("{n}x{size}B")), |b| {
-                let path = dir.path().join("raw");
-                let mut f = std::fs::File::create(&path).unwrap();
-                let mut written = 0;
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        let t = Instant::now();
-                        f.write_all(&buf).unwrap();
-                        f.sync_data().unwrap();
-                        spent += t.elapsed();
-                        written += buf.len();
-                        if written >= RECLAIM_EVERY {
-                            f = std::fs::File::create(&path).unwrap();
-                            written = 0;
+            g.bench_function(
+                BenchmarkId::new("plain_file", format!("{n}x{size}B")),
+                |b| {
+                    let path = dir.path().join("raw");
+                    let mut f = std::fs::File::create(&path).unwrap();
+                    let mut written = 0;
+                    b.iter_custom(|iters| {
+                        let mut spent = Duration::ZERO;
+                        for _ in 0..iters {
+                            let t = Instant::now();
+                            f.write_all(&buf).unwrap();
+                            f.sync_data().unwrap();
+                            spent += t.elapsed();
+                            written += buf.len();
+                            if written >= RECLAIM_EVERY {
+                                f = std::fs::File::create(&path).unwrap();
+                                written = 0;
+                            }
                         }
-                    }
-                    spent
-                })
-            });
+                        spent
+                    })
+                },
+            );
         }
     }
     g.finish();

@@ -193,13 +193,10 @@ pub(crate) struct ReplayGroup {
 }
 
 impl ReplayGroup {
-    fn finish(self) -> std::result::Result<GroupIndex, String> {
-        GroupIndex::restore(
-            self.entries,
-            self.compacted,
-            self.compact_seg,
-            self.hard_state,
-        )
+    fn finish(mut self) -> std::result::Result<GroupIndex, String> {
+        // Entries below the compaction mark are dead whatever order replay met them in.
+        let live = self.entries.split_off(&self.compacted);
+        GroupIndex::restore(live, self.compacted, self.compact_seg, self.hard_state)
     }
 }
 
