@@ -63,8 +63,8 @@ impl Error {
     }
 }
 
-impl From<rocksdb::Error> for Error {
-    fn from(e: rocksdb::Error) -> Self {
-        Error::Rocks(e.into_string())
-    }
+/// RocksDB's error as ours; a function, not a `From` impl, so no rocksdb type appears in
+/// this crate's public API.
+pub(crate) fn rocks_err(e: rocksdb::Error) -> Error {
+    Error::Rocks(e.into_string())
 }

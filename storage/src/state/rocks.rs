@@ -5,6 +5,7 @@
 use super::applied::AppliedTracker;
 use super::batch::{decode_applied, BatchOp};
 use super::{Cf, KeyRange, StateEngine, StateSnapshot, WriteBatch, APPLIED_PREFIX};
+use crate::error::rocks_err;
 use crate::{Error, Result};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
@@ -88,7 +89,7 @@ impl RocksStateEngine {
         {
             let cf = db.cf_handle(Cf::Raft.name()).expect("created at open");
             for item in db.iterator_cf(cf, IteratorMode::From(APPLIED_PREFIX, Direction::Forward)) {
-                let (k, v) = item?;
+                let (k, v) = item.map_err(rocks_err)?;
                 let Some(g) = k.strip_prefix(APPLIED_PREFIX) else {
                     break;
                 };
@@ -121,7 +122,7 @@ fn scan_with(
     f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
 ) -> Result<()> {
     for item in iter.take(limit) {
-        let (k, v) = item?;
+        let (k, v) = item.map_err(rocks_err)?;
         if !f(&k, &v) {
             break;
         }
@@ -139,7 +140,7 @@ fn range_read_opts(range: &KeyRange) -> ReadOptions {
 
 impl StateEngine for RocksStateEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+        self.db.get_cf(self.cf(cf), key).map_err(rocks_err)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
@@ -153,7 +154,7 @@ impl StateEngine for RocksStateEngine {
         }
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        self.db.write_opt(wb, &wo)?;
+        self.db.write_opt(wb, &wo).map_err(rocks_err)?;
         self.applied.wrote(&batch.applied);
         Ok(())
     }
@@ -186,7 +187,7 @@ impl StateEngine for RocksStateEngine {
         let cfs: Vec<&ColumnFamily> = Cf::ALL.iter().map(|c| self.cf(*c)).collect();
         let mut fo = FlushOptions::default();
         fo.set_wait(true);
-        self.db.flush_cfs_opt(&cfs, &fo)?;
+        self.db.flush_cfs_opt(&cfs, &fo).map_err(rocks_err)?;
         self.applied.flushed(covered);
         Ok(())
     }
@@ -202,7 +203,9 @@ impl StateEngine for RocksStateEngine {
     fn checkpoint(&self, dir: &Path) -> Result<()> {
         // A checkpoint flushes the memtables first (WAL is off), so it is self-contained.
         let covered = self.applied.before_flush();
-        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(dir))
+            .map_err(rocks_err)?;
         self.applied.flushed(covered);
         Ok(())
     }
@@ -215,7 +218,7 @@ struct RocksSnapshot<'a> {
 
 impl StateSnapshot for RocksSnapshot<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get_cf(self.engine.cf(cf), key)?)
+        self.snap.get_cf(self.engine.cf(cf), key).map_err(rocks_err)
     }
 
     fn scan(
