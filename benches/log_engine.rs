@@ -6,6 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tessera_storage::{FileLogEngine, IoMode, LogBatch, LogEngine, LogEntry, LogOptions};
 
@@ -64,6 +65,47 @@ fn log_append(c: &mut Criterion) {
     g.finish();
 }
 
+/// Many groups appending single 128 B entries at once: the writer merges whatever is queued
+/// into one write + one fdatasync, so throughput should grow with the number of submitters.
+fn group_commit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("log_group_commit");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(1));
+    for (mode, name) in [(IoMode::IoUring, "io_uring"), (IoMode::Sync, "fallback")] {
+        let dir = tempfile::tempdir_in(bench_dir()).unwrap();
+        let mut o = LogOptions::new(dir.path());
+        o.io_mode = mode;
+        let Ok(engine) = FileLogEngine::open(o) else {
+            continue;
+        };
+        let next: Vec<AtomicU64> = (0..64).map(|_| AtomicU64::new(1)).collect();
+        let data = bytes::Bytes::from(vec![7u8; 128]);
+        for threads in [1u64, 8, 64] {
+            g.bench_function(BenchmarkId::new(name, format!("{threads}_groups")), |b| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(threads);
+                    let t = Instant::now();
+                    std::thread::scope(|s| {
+                        for group in 0..threads {
+                            let (engine, next, data) = (&engine, &next, &data);
+                            s.spawn(move || {
+                                for _ in 0..per {
+                                    let i = next[group as usize].fetch_add(1, Ordering::Relaxed);
+                                    let mut batch = LogBatch::new();
+                                    batch.append(group, vec![LogEntry::new(i, 1, data.clone())]);
+                                    engine.write(batch).unwrap();
+                                }
+                            });
+                        }
+                    });
+                    t.elapsed()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn raw_write_fdatasync(c: &mut Criterion) {
     let mut g = c.benchmark_group("raw_write_fdatasync");
     g.sample_size(20).measurement_time(Duration::from_secs(4));
@@ -107,5 +149,5 @@ fn bench_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| Path::new(&std::env::temp_dir()).to_path_buf())
 }
 
-criterion_group!(benches, log_append, raw_write_fdatasync);
+criterion_group!(benches, log_append, group_commit, raw_write_fdatasync);
 criterion_main!(benches);
