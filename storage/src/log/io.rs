@@ -1,9 +1,9 @@
-//! The two I/O paths of the log writer: io_uring (a write linked to an fdatasync, submitted
-//! together, one syscall per round) and the portable fallback (pwrite + fdatasync). The
+//! The two I/O paths of the log writer: io_uring (one `RWF_DSYNC` write per round, one
+//! submission) and the portable fallback (pwrite + fdatasync). The
 //! choice is made once at open by probing the kernel; the reason for a fallback is kept so
 //! INFO and [`super::LogStatus`] can show it.
 
-use io_uring::{opcode, squeue, types, IoUring, Probe};
+use io_uring::{opcode, types, IoUring, Probe};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -124,11 +124,11 @@ fn probe_uring() -> Result<IoUring, String> {
     Ok(ring)
 }
 
-const WRITE_TAG: u64 = 1;
-const SYNC_TAG: u64 = 2;
-
-/// One submission per round: a write linked to an fdatasync. A short write breaks the link
-/// (the kernel cancels the fsync), so the rest is resubmitted until everything is written.
+/// One submission per round: a write flagged `RWF_DSYNC`, which completes only once the data
+/// (and the metadata needed to read it back) is durable — the same guarantee as write +
+/// fdatasync in a single operation. (A write linked to an `Fsync` measured 10-15% slower
+/// here: the fsync always goes through an io-wq worker.) A short write is resubmitted for
+/// the rest until everything is written.
 fn uring_write_durable(
     ring: &mut IoUring,
     file: &File,
@@ -136,60 +136,36 @@ fn uring_write_durable(
     mut buf: &[u8],
 ) -> std::io::Result<()> {
     let fd = types::Fd(file.as_raw_fd());
-    loop {
-        // Writes above 2 GiB are split by the loop; the kernel caps one write anyway.
+    while !buf.is_empty() {
         let len = buf.len().min(1 << 30) as u32;
         let write = opcode::Write::new(fd, buf.as_ptr(), len)
             .offset(offset)
+            .rw_flags(libc::RWF_DSYNC)
             .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(WRITE_TAG);
-        let sync = opcode::Fsync::new(fd)
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(SYNC_TAG);
-        // SAFETY: `buf` outlives the submission because we wait for both completions below
-        // before returning or touching `buf` again.
-        unsafe {
-            let mut sq = ring.submission();
-            sq.push(&write)
-                .map_err(|_| std::io::Error::other("io_uring queue full"))?;
-            sq.push(&sync)
-                .map_err(|_| std::io::Error::other("io_uring queue full"))?;
-        }
-        let mut done = 0;
-        let (mut written, mut synced) = (None, None);
-        while done < 2 {
-            ring.submit_and_wait(2 - done)?;
-            for cqe in ring.completion() {
-                done += 1;
-                match cqe.user_data() {
-                    WRITE_TAG => written = Some(cqe.result()),
-                    _ => synced = Some(cqe.result()),
-                }
+            .user_data(1);
+        // SAFETY: `buf` outlives the submission: we wait for its completion below before
+        // returning or touching `buf` again.
+        unsafe { ring.submission().push(&write) }
+            .map_err(|_| std::io::Error::other("io_uring queue full"))?;
+        let res = loop {
+            ring.submit_and_wait(1)?;
+            if let Some(cqe) = ring.completion().next() {
+                break cqe.result();
             }
+        };
+        if res < 0 {
+            return Err(std::io::Error::from_raw_os_error(-res));
         }
-        let written = written.expect("write completion");
-        if written < 0 {
-            return Err(std::io::Error::from_raw_os_error(-written));
-        }
-        let n = written as usize;
-        if n == buf.len() {
-            let synced = synced.expect("fsync completion");
-            if synced < 0 {
-                return Err(std::io::Error::from_raw_os_error(-synced));
-            }
-            return Ok(());
-        }
-        if n == 0 {
+        if res == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
                 "io_uring wrote 0 bytes",
             ));
         }
-        buf = &buf[n..];
-        offset += n as u64;
+        buf = &buf[res as usize..];
+        offset += res as u64;
     }
+    Ok(())
 }
 
 #[cfg(test)]
