@@ -109,6 +109,13 @@ impl Writer {
 
     /// Runs until every sender is gone; batches already queued are still written.
     pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        match self.io.recreate() {
+            Ok(io) => self.io = io,
+            Err(e) => {
+                *self.shared.poisoned.lock() =
+                    Some(format!("io_uring setup on the writer thread failed: {e}"))
+            }
+        }
         let max_round = self.shared.opts.max_round_bytes;
         while let Ok(msg) = rx.recv() {
             let mut round = Vec::new();
