@@ -4,5 +4,8 @@
 //! `tessera_storage`'s traits.
 
 pub mod cli;
+pub mod raftstore;
+pub mod shard;
 pub mod storage_check;
 pub mod testkit;
+pub mod transport;

@@ -1,6 +1,7 @@
 //! Helpers shared by the binary's test-only subcommands and the integration tests:
 //! deterministic payloads a reader can verify, and the crash-torture writer.
 
+pub mod cluster;
 pub mod torture;
 
 /// Deterministic bytes for (group, index): whoever reads an entry back can check it.

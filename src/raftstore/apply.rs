@@ -1,0 +1,193 @@
+//! The apply thread: committed entries of many groups become ONE state-engine write batch
+//! per round, each group's applied index (and apply state) in the same batch; only after the
+//! write do proposers get their replies and waiting reads their go-ahead. It then tells the
+//! store loop how far each group has applied.
+
+use super::keys::{put_apply_state, ApplyState};
+use super::peer::Proposal;
+use super::state_machine::{ApplyContext, StateMachine};
+use super::{ReadCallback, StoreError, StoreMsg};
+use crate::shard::ShardDesc;
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use raft::eraftpb::{Entry, EntryType};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessera_storage::StateEngine;
+
+pub(crate) enum ApplyTask {
+    Register {
+        desc: ShardDesc,
+        state: ApplyState,
+    },
+    Entries {
+        group: u64,
+        entries: Vec<Entry>,
+        proposals: Vec<Proposal>,
+    },
+    Read {
+        group: u64,
+        index: u64,
+        cb: ReadCallback,
+    },
+}
+
+struct ApplyGroup {
+    desc: ShardDesc,
+    state: ApplyState,
+    reads: Vec<(u64, ReadCallback)>,
+}
+
+pub(crate) struct ApplyWorker {
+    pub state: Arc<dyn StateEngine>,
+    pub sm: Box<dyn StateMachine>,
+    pub store: Sender<StoreMsg>,
+    groups: HashMap<u64, ApplyGroup>,
+}
+
+type Reply = (Proposal, Result<Bytes, StoreError>);
+
+impl ApplyWorker {
+    pub fn new(
+        state: Arc<dyn StateEngine>,
+        sm: Box<dyn StateMachine>,
+        store: Sender<StoreMsg>,
+    ) -> Self {
+        ApplyWorker {
+            state,
+            sm,
+            store,
+            groups: HashMap::new(),
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<ApplyTask>) {
+        while let Ok(first) = rx.recv() {
+            let mut tasks = vec![first];
+            tasks.extend(rx.try_iter().take(4096));
+            self.round(tasks);
+        }
+        for g in self.groups.values_mut() {
+            for (_, cb) in g.reads.drain(..) {
+                cb(Err(StoreError::Stopped));
+            }
+        }
+    }
+
+    fn round(&mut self, tasks: Vec<ApplyTask>) {
+        let state = self.state.clone();
+        let mut ctx = ApplyContext::new(state.as_ref());
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut reads = Vec::new();
+        let mut touched = Vec::new();
+        for task in tasks {
+            match task {
+                ApplyTask::Register { desc, state } => {
+                    self.groups.insert(
+                        desc.id,
+                        ApplyGroup {
+                            desc,
+                            state,
+                            reads: Vec::new(),
+                        },
+                    );
+                }
+                ApplyTask::Entries {
+                    group,
+                    entries,
+                    proposals,
+                } => {
+                    self.apply_entries(&mut ctx, group, entries, proposals, &mut replies);
+                    if !touched.contains(&group) {
+                        touched.push(group);
+                    }
+                }
+                ApplyTask::Read { group, index, cb } => reads.push((group, index, cb)),
+            }
+        }
+        for group in &touched {
+            let g = &self.groups[group];
+            put_apply_state(&mut ctx.batch, *group, &g.state);
+        }
+        let batch = ctx.take_batch();
+        if !batch.is_empty() {
+            if let Err(e) = self.state.write(batch) {
+                // The state engine refused a write: this replica cannot go on applying.
+                tracing::error!("apply write failed: {e}; failing this round's requests");
+                for (p, _) in replies.drain(..) {
+                    (p.cb)(Err(StoreError::Storage(e.to_string())));
+                }
+                return;
+            }
+        }
+        for (p, r) in replies {
+            (p.cb)(r);
+        }
+        for (group, index, cb) in reads {
+            match self.groups.get_mut(&group) {
+                Some(g) if g.state.applied_index >= index => cb(Ok(())),
+                Some(g) => g.reads.push((index, cb)),
+                None => cb(Err(StoreError::UnknownShard(group))),
+            }
+        }
+        for group in touched {
+            let g = self
+                .groups
+                .get_mut(&group)
+                .expect("touched groups are registered");
+            let applied = g.state.applied_index;
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                g.reads.drain(..).partition(|(i, _)| *i <= applied);
+            g.reads = waiting;
+            for (_, cb) in ready {
+                cb(Ok(()));
+            }
+            let _ = self.store.send(StoreMsg::Applied {
+                group,
+                index: applied,
+            });
+        }
+    }
+
+    fn apply_entries(
+        &mut self,
+        ctx: &mut ApplyContext<'_>,
+        group: u64,
+        entries: Vec<Entry>,
+        proposals: Vec<Proposal>,
+        replies: &mut Vec<Reply>,
+    ) {
+        let Some(g) = self.groups.get_mut(&group) else {
+            for p in proposals {
+                replies.push((p, Err(StoreError::UnknownShard(group))));
+            }
+            return;
+        };
+        let mut proposals = proposals.into_iter().peekable();
+        for e in entries {
+            if e.index <= g.state.applied_index {
+                continue; // replayed after a restart: already in the state engine
+            }
+            let reply = match e.get_entry_type() {
+                EntryType::EntryNormal if !e.data.is_empty() => {
+                    self.sm.apply(ctx, &g.desc, e.index, &e.data)
+                }
+                // Leader no-ops; conf changes arrive with membership changes.
+                _ => Bytes::new(),
+            };
+            g.state.applied_index = e.index;
+            g.state.applied_term = e.term;
+            while let Some(p) = proposals.next_if(|p| p.index <= e.index) {
+                let r = if p.index == e.index && p.term == e.term {
+                    Ok(reply.clone())
+                } else {
+                    Err(StoreError::Dropped(group))
+                };
+                replies.push((p, r));
+            }
+        }
+        for p in proposals {
+            replies.push((p, Err(StoreError::Dropped(group))));
+        }
+    }
+}

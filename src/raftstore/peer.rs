@@ -1,0 +1,175 @@
+//! One replica of one shard on this node: its `RawNode`, the proposals waiting for their
+//! entries to commit, and the reads waiting for a read index.
+
+use super::keys::ApplyState;
+use super::peer_storage::PeerStorage;
+use super::{ProposeCallback, ReadCallback, ReadMode, StoreConfig, StoreError};
+use crate::shard::ShardDesc;
+use bytes::Bytes;
+use raft::eraftpb::{ConfState, HardState};
+use raft::{RawNode, StateRole};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+use tessera_storage::LogEngine;
+
+pub(crate) struct Proposal {
+    pub index: u64,
+    pub term: u64,
+    pub cb: ProposeCallback,
+    pub at: Instant,
+}
+
+pub(crate) struct Peer {
+    pub desc: ShardDesc,
+    pub raw: RawNode<PeerStorage>,
+    pub proposals: VecDeque<Proposal>,
+    reads: HashMap<u64, (ReadCallback, Instant)>,
+    next_read: u64,
+}
+
+impl Peer {
+    pub fn new(
+        cfg: &StoreConfig,
+        desc: ShardDesc,
+        log: Arc<dyn LogEngine>,
+        conf_state: ConfState,
+        apply: ApplyState,
+        logger: &slog::Logger,
+    ) -> anyhow::Result<Self> {
+        let group = desc.id;
+        let hs = log
+            .hard_state(group)
+            .map(|h| {
+                let mut hs = HardState::default();
+                (hs.term, hs.vote, hs.commit) = (h.term, h.vote, h.commit);
+                hs
+            })
+            .unwrap_or_default();
+        let storage = PeerStorage {
+            group,
+            log,
+            hard_state: hs,
+            conf_state,
+            apply,
+        };
+        let rc = raft::Config {
+            id: cfg.node_id,
+            election_tick: cfg.election_tick,
+            heartbeat_tick: cfg.heartbeat_tick,
+            applied: apply.applied_index,
+            max_size_per_msg: cfg.max_size_per_msg,
+            max_inflight_msgs: cfg.max_inflight_msgs,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: match cfg.read_mode {
+                ReadMode::ReadIndex => raft::ReadOnlyOption::Safe,
+                ReadMode::Lease => raft::ReadOnlyOption::LeaseBased,
+            },
+            ..raft::Config::default()
+        };
+        let raw = RawNode::new(&rc, storage, &logger.new(slog::o!("shard" => group)))
+            .map_err(|e| anyhow::anyhow!("shard {group}: cannot start raft: {e}"))?;
+        Ok(Peer {
+            desc,
+            raw,
+            proposals: VecDeque::new(),
+            reads: HashMap::new(),
+            next_read: 1,
+        })
+    }
+
+    pub fn group(&self) -> u64 {
+        self.desc.id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    fn not_leader(&self) -> StoreError {
+        let leader = self.raw.raft.leader_id;
+        StoreError::NotLeader {
+            group: self.group(),
+            leader: (leader != raft::INVALID_ID).then_some(leader),
+        }
+    }
+
+    pub fn propose(&mut self, cmd: Bytes, cb: ProposeCallback) {
+        if !self.is_leader() {
+            return cb(Err(self.not_leader()));
+        }
+        if self.raw.propose(vec![], cmd.to_vec()).is_err() {
+            return cb(Err(self.not_leader()));
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        let term = self.raw.raft.term;
+        self.proposals.push_back(Proposal {
+            index,
+            term,
+            cb,
+            at: Instant::now(),
+        });
+    }
+
+    pub fn read(&mut self, cb: ReadCallback) {
+        if !self.is_leader() {
+            return cb(Err(self.not_leader()));
+        }
+        let id = self.next_read;
+        self.next_read += 1;
+        self.reads.insert(id, (cb, Instant::now()));
+        self.raw.read_index(id.to_le_bytes().to_vec());
+    }
+
+    /// The callback of a read whose index is known.
+    pub fn take_read(&mut self, ctx: &[u8]) -> Option<ReadCallback> {
+        let id = u64::from_le_bytes(ctx.try_into().ok()?);
+        self.reads.remove(&id).map(|(cb, _)| cb)
+    }
+
+    /// Proposals whose entries are at or below `index` (they are committed or lost).
+    pub fn take_proposals_upto(&mut self, index: u64) -> Vec<Proposal> {
+        let n = self
+            .proposals
+            .iter()
+            .take_while(|p| p.index <= index)
+            .count();
+        self.proposals.drain(..n).collect()
+    }
+
+    /// Fails requests older than `deadline`, and every read if leadership was lost (a
+    /// follower never answers them).
+    pub fn expire(&mut self, deadline: Instant) {
+        let group = self.group();
+        while self.proposals.front().is_some_and(|p| p.at < deadline) {
+            let p = self.proposals.pop_front().expect("checked");
+            (p.cb)(Err(StoreError::Timeout(group)));
+        }
+        let leader = self.is_leader();
+        let stale: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, (_, at))| *at < deadline || !leader)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let (cb, _) = self.reads.remove(&id).expect("listed");
+            cb(Err(if leader {
+                StoreError::Timeout(group)
+            } else {
+                self.not_leader()
+            }));
+        }
+    }
+
+    /// Fails everything pending (store stopping).
+    pub fn fail_all(&mut self, err: StoreError) {
+        for p in self.proposals.drain(..) {
+            (p.cb)(Err(err.clone()));
+        }
+        for (_, (cb, _)) in self.reads.drain() {
+            cb(Err(err.clone()));
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! [`PeerStorage`]: raft-rs's view of one group's durable state — hard state and entries
+//! from the shared log engine, conf state and truncation point from the state engine.
+//! Entries are stored in the log as the transport codec's entry encoding.
+
+use super::keys::ApplyState;
+use crate::transport::codec::{decode_entry, encode_entry};
+use bytes::{Bytes, BytesMut};
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use std::sync::Arc;
+use tessera_storage::{Error as StorageErr, LogEngine, LogEntry};
+
+pub struct PeerStorage {
+    pub group: u64,
+    pub log: Arc<dyn LogEngine>,
+    pub hard_state: HardState,
+    pub conf_state: ConfState,
+    pub apply: ApplyState,
+}
+
+/// A raft entry as the log engine stores it.
+pub fn to_log_entry(e: &Entry) -> LogEntry {
+    let mut b = BytesMut::with_capacity(32 + e.data.len() + e.context.len());
+    encode_entry(e, &mut b);
+    LogEntry::new(e.index, e.term, b.freeze())
+}
+
+fn from_log_entry(e: LogEntry) -> raft::Result<Entry> {
+    let mut data: Bytes = e.data;
+    decode_entry(&mut data).map_err(|err| raft::Error::Store(StorageError::Other(Box::new(err))))
+}
+
+fn storage_err(e: StorageErr) -> raft::Error {
+    match e {
+        StorageErr::Compacted { .. } => raft::Error::Store(StorageError::Compacted),
+        StorageErr::Unavailable { .. } => raft::Error::Store(StorageError::Unavailable),
+        other => raft::Error::Store(StorageError::Other(Box::new(other))),
+    }
+}
+
+impl raft::Storage for PeerStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.apply.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        let mut out = Vec::with_capacity((high - low) as usize);
+        self.log
+            .entries(self.group, low, high, max_size.into(), &mut out)
+            .map_err(storage_err)?;
+        out.into_iter().map(from_log_entry).collect()
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.apply.truncated_index {
+            return Ok(self.apply.truncated_term);
+        }
+        if idx < self.apply.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.log.term(self.group, idx).map_err(storage_err)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.apply.truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self
+            .log
+            .last_index(self.group)
+            .unwrap_or(0)
+            .max(self.apply.truncated_index))
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Snapshot generation arrives with snapshot streaming; until then a follower that
+        // needs compacted entries waits (raft retries), and the store does not compact logs.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

@@ -1,0 +1,283 @@
+//! An in-process cluster of Raft stores for tests and benches: N nodes on the simulated
+//! network, each with memory or real (file log + RocksDB) engines, that can be crashed,
+//! restarted, partitioned and healed, with wait-for helpers that give up after a timeout.
+
+use crate::raftstore::{
+    KvStateMachine, PeerStatus, RaftStore, StoreConfig, StoreError, StoreParts,
+};
+use crate::shard::{locate, static_layout, ShardDesc};
+use crate::transport::sim::SimNetwork;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessera_storage::{
+    Cf, FileLogEngine, LogEngine, LogOptions, MemLogEngine, MemStateEngine, RocksStateEngine,
+    StateEngine, StateOptions,
+};
+
+/// Which storage engines the nodes run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engines {
+    Memory,
+    Real,
+}
+
+pub struct ClusterOptions {
+    pub nodes: u64,
+    pub shards: u64,
+    pub engines: Engines,
+    pub seed: u64,
+    /// Adjusts each node's store configuration (default: 20 ms ticks for fast tests).
+    pub configure: fn(&mut StoreConfig),
+}
+
+impl ClusterOptions {
+    pub fn new(nodes: u64, shards: u64, engines: Engines) -> Self {
+        ClusterOptions {
+            nodes,
+            shards,
+            engines,
+            seed: 1,
+            configure: |_| {},
+        }
+    }
+}
+
+/// What survives a node crash.
+enum Persisted {
+    Memory {
+        log: MemLogEngine,
+        state: Arc<MemStateEngine>,
+    },
+    Real {
+        dir: PathBuf,
+    },
+}
+
+pub struct Node {
+    pub store: RaftStore,
+    pub log: Arc<dyn LogEngine>,
+    pub state: Arc<dyn StateEngine>,
+}
+
+pub struct Cluster {
+    pub net: Arc<SimNetwork>,
+    pub layout: Vec<ShardDesc>,
+    nodes: BTreeMap<u64, Node>,
+    persisted: BTreeMap<u64, Persisted>,
+    configure: fn(&mut StoreConfig),
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(opts: ClusterOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ids: Vec<u64> = (1..=opts.nodes).collect();
+        let mut c = Cluster {
+            net: SimNetwork::new(opts.seed),
+            layout: static_layout(opts.shards, &ids),
+            nodes: BTreeMap::new(),
+            persisted: BTreeMap::new(),
+            configure: opts.configure,
+            _dir: dir,
+        };
+        for id in ids {
+            let p = match opts.engines {
+                Engines::Memory => Persisted::Memory {
+                    log: MemLogEngine::new(),
+                    state: Arc::new(MemStateEngine::new()),
+                },
+                Engines::Real => Persisted::Real {
+                    dir: c._dir.path().join(format!("node-{id}")),
+                },
+            };
+            c.persisted.insert(id, p);
+            c.boot(id)?;
+        }
+        Ok(c)
+    }
+
+    fn boot(&mut self, id: u64) -> anyhow::Result<()> {
+        let (log, state): (Arc<dyn LogEngine>, Arc<dyn StateEngine>) = match &self.persisted[&id] {
+            Persisted::Memory { log, state } => (Arc::new(log.clone()), state.clone()),
+            Persisted::Real { dir } => {
+                let mut lo = LogOptions::new(dir.join("raft-log"));
+                lo.segment_size = 8 << 20;
+                let mut so = StateOptions::new(dir.join("state"));
+                so.block_cache_bytes = 8 << 20;
+                so.write_buffer_bytes = 4 << 20;
+                (
+                    Arc::new(FileLogEngine::open(lo)?),
+                    Arc::new(RocksStateEngine::open(so)?),
+                )
+            }
+        };
+        let mut config = StoreConfig::new(id);
+        config.tick_interval = Duration::from_millis(20);
+        (self.configure)(&mut config);
+        let (inbox, rx) = RaftStore::channel();
+        self.net.register(id, inbox.clone());
+        let parts = StoreParts {
+            config,
+            log: log.clone(),
+            state: state.clone(),
+            transport: self.net.transport(id),
+            state_machine: Box::new(KvStateMachine),
+        };
+        let store = RaftStore::start(parts, inbox, rx, &self.layout)?;
+        self.nodes.insert(id, Node { store, log, state });
+        Ok(())
+    }
+
+    pub fn node(&self, id: u64) -> Option<&Node> {
+        self.nodes.get(&id)
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Stops `id` as a crash would: the log keeps what it acknowledged; the state engine
+    /// keeps only what it flushed (memory engines model exactly that; real engines close).
+    pub fn crash(&mut self, id: u64) {
+        self.net.unregister(id);
+        if let Some(n) = self.nodes.remove(&id) {
+            n.store.stop();
+        }
+        if let Some(Persisted::Memory { log, state }) = self.persisted.get_mut(&id) {
+            *log = log.crash_copy();
+            *state = Arc::new(state.crash_copy());
+        }
+    }
+
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.crash(id);
+        self.boot(id)
+    }
+
+    pub fn status(&self, node: u64, group: u64) -> Option<PeerStatus> {
+        self.nodes.get(&node)?.store.status(group)
+    }
+
+    /// The running node that is leader of `group` in the highest term, if any.
+    pub fn leader(&self, group: u64) -> Option<u64> {
+        self.nodes
+            .keys()
+            .filter_map(|id| {
+                self.status(*id, group)
+                    .filter(|s| s.is_leader)
+                    .map(|s| (s.term, *id))
+            })
+            .max()
+            .map(|(_, id)| id)
+    }
+
+    /// Waits until a leader of `group` is known to every running member of `among`.
+    pub fn wait_leader(&self, group: u64, timeout: Duration) -> anyhow::Result<u64> {
+        wait_for(timeout, || {
+            let l = self.leader(group)?;
+            let term = self.status(l, group)?.term;
+            self.nodes
+                .keys()
+                .all(|id| {
+                    self.status(*id, group)
+                        .is_some_and(|s| s.leader == Some(l) && s.term == term)
+                })
+                .then_some(l)
+        })
+        .ok_or_else(|| anyhow::anyhow!("no agreed leader for shard {group} within {timeout:?}"))
+    }
+
+    pub fn shard_of(&self, key: &[u8]) -> u64 {
+        locate(&self.layout, key)
+            .expect("layouts cover every key")
+            .id
+    }
+
+    /// Proposes `cmd` for `key`'s shard, following leader changes until `timeout`.
+    pub fn propose(&self, key: &[u8], cmd: Bytes, timeout: Duration) -> Result<Bytes, StoreError> {
+        let group = self.shard_of(key);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let target = self
+                .leader(group)
+                .or_else(|| self.nodes.keys().next().copied());
+            let res = match target.and_then(|t| self.nodes.get(&t)) {
+                Some(n) => n.store.propose_wait(group, cmd.clone()),
+                None => Err(StoreError::Stopped),
+            };
+            match res {
+                Ok(r) => return Ok(r),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(StoreError::NotLeader { .. }) | Err(StoreError::Stopped) => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                // Dropped/Timeout: the outcome is unknown to the caller; retrying a put is
+                // idempotent for these tests' unique values.
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// A linearizable read of `key` through `key`'s shard leader.
+    pub fn read(&self, key: &[u8], timeout: Duration) -> Result<Option<Vec<u8>>, StoreError> {
+        let group = self.shard_of(key);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let res = match self.leader(group).and_then(|l| self.nodes.get(&l)) {
+                Some(n) => n.store.read_wait(group).map(|_| n),
+                None => Err(StoreError::NotLeader {
+                    group,
+                    leader: None,
+                }),
+            };
+            match res {
+                Ok(n) => {
+                    return n
+                        .state
+                        .get(Cf::Data, key)
+                        .map_err(|e| StoreError::Storage(e.to_string()))
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Waits until every running node has applied at least `index` of `group`.
+    pub fn wait_applied(&self, group: u64, index: u64, timeout: Duration) -> bool {
+        wait_for(timeout, || {
+            self.nodes
+                .keys()
+                .all(|id| self.status(*id, group).is_some_and(|s| s.applied >= index))
+                .then_some(())
+        })
+        .is_some()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.crash(id);
+        }
+        self.net.stop();
+    }
+}
+
+/// Polls `f` every 5 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,20 @@
+//! How Raft messages travel between nodes. The store hands batches (many groups' messages to
+//! one node) to a [`Transport`]; inbound batches are delivered to the store's inbox. Sending
+//! never blocks the store loop: an unreachable peer's messages are dropped (Raft retries).
+//!
+//! Implementations: [`sim::SimNetwork`], an in-process network with seeded faults (drop,
+//! delay, duplicate, reorder, one-way and two-way partitions) for tests. The TCP transport
+//! arrives with the cluster binaries.
+
+pub mod codec;
+pub mod sim;
+
+pub use codec::MessageBatch;
+
+/// Sends message batches to other nodes.
+///
+/// Invariants: `send` returns without waiting for the network; messages to one node arrive
+/// in order unless a fault filter reorders them; lost messages are never reported as sent.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, to_node: u64, batch: MessageBatch);
+}

@@ -1,0 +1,189 @@
+//! The core scenarios, each run on memory engines and on real storage (file log + RocksDB).
+
+use std::time::Duration;
+use tessera::raftstore::{kv_put, ReadMode, StoreError};
+use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines};
+
+const T: Duration = Duration::from_secs(10);
+
+fn put(c: &Cluster, key: &str, value: &str) {
+    let r = c
+        .propose(key.as_bytes(), kv_put(key.as_bytes(), value.as_bytes()), T)
+        .expect("put");
+    assert_eq!(&r[..], b"OK");
+}
+
+fn get(c: &Cluster, key: &str) -> Option<String> {
+    c.read(key.as_bytes(), T)
+        .expect("read")
+        .map(|v| String::from_utf8(v).unwrap())
+}
+
+/// Every running node's state engine holds `key = value` (after replication catches up).
+fn replicated_everywhere(c: &Cluster, key: &str, value: &str) -> bool {
+    wait_for(T, || {
+        c.running()
+            .iter()
+            .all(|id| {
+                c.node(*id)
+                    .unwrap()
+                    .state
+                    .get(tessera_storage::Cf::Data, key.as_bytes())
+                    .unwrap()
+                    .as_deref()
+                    == Some(value.as_bytes())
+            })
+            .then_some(())
+    })
+    .is_some()
+}
+
+pub fn elects_one_leader_and_replicates(engines: Engines) {
+    let c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let leader = c.wait_leader(1, T).unwrap();
+    let leaders: Vec<u64> = c
+        .running()
+        .into_iter()
+        .filter(|id| c.status(*id, 1).unwrap().is_leader)
+        .collect();
+    assert_eq!(leaders, vec![leader]);
+    for i in 0..50 {
+        put(&c, &format!("k{i}"), &format!("v{i}"));
+    }
+    assert_eq!(get(&c, "k7").as_deref(), Some("v7"));
+    assert_eq!(get(&c, "missing"), None);
+    assert!(replicated_everywhere(&c, "k49", "v49"));
+}
+
+pub fn leader_crash_elects_a_new_leader_and_the_old_one_catches_up(engines: Engines) {
+    let mut c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let old = c.wait_leader(1, T).unwrap();
+    put(&c, "before", "1");
+    c.crash(old);
+    let new = c.wait_leader(1, T).unwrap();
+    assert_ne!(new, old);
+    put(&c, "after", "2");
+    assert_eq!(
+        get(&c, "before").as_deref(),
+        Some("1"),
+        "acknowledged before the crash"
+    );
+    c.restart(old).unwrap();
+    assert!(
+        replicated_everywhere(&c, "after", "2"),
+        "the restarted node catches up"
+    );
+    assert!(replicated_everywhere(&c, "before", "1"));
+}
+
+pub fn isolated_leader_steps_down_and_serves_no_reads(engines: Engines) {
+    let c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let old = c.wait_leader(1, T).unwrap();
+    put(&c, "x", "1");
+    let others: Vec<u64> = c.running().into_iter().filter(|id| *id != old).collect();
+    c.net.partition(&[old], &others);
+    // Check-quorum: the isolated leader notices it lost the quorum and steps down.
+    let stepped_down = wait_for(T, || (!c.status(old, 1).unwrap().is_leader).then_some(()));
+    assert!(stepped_down.is_some(), "isolated leader kept leading");
+    match c.node(old).unwrap().store.read_wait(1) {
+        Err(StoreError::NotLeader { .. }) | Err(StoreError::Timeout(_)) => {}
+        other => panic!("isolated node served a read: {other:?}"),
+    }
+    let new = wait_for(T, || c.leader(1).filter(|l| *l != old)).expect("majority elects a leader");
+    c.node(new)
+        .unwrap()
+        .store
+        .propose_wait(1, kv_put(b"x", b"2"))
+        .unwrap();
+    c.net.heal();
+    assert!(replicated_everywhere(&c, "x", "2"));
+}
+
+pub fn leadership_transfer_moves_the_leader(engines: Engines) {
+    let c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let old = c.wait_leader(1, T).unwrap();
+    put(&c, "a", "1");
+    let target = c.running().into_iter().find(|id| *id != old).unwrap();
+    assert!(c.wait_applied(1, c.status(old, 1).unwrap().commit, T));
+    c.node(old).unwrap().store.transfer_leader(1, target);
+    let moved = wait_for(T, || (c.leader(1) == Some(target)).then_some(()));
+    assert!(moved.is_some(), "leadership did not move to {target}");
+    put(&c, "b", "2");
+    assert_eq!(get(&c, "a").as_deref(), Some("1"));
+}
+
+pub fn full_cluster_restart_keeps_every_acknowledged_write(engines: Engines) {
+    let mut c = Cluster::start(ClusterOptions::new(3, 4, engines)).unwrap();
+    for g in 1..=4 {
+        c.wait_leader(g, T).unwrap();
+    }
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("{}key{i}", (b'a' + (i * 7 % 26) as u8) as char))
+        .collect();
+    for k in &keys {
+        put(&c, k, k);
+    }
+    for id in c.running() {
+        c.crash(id);
+    }
+    for id in 1..=3 {
+        c.restart(id).unwrap();
+    }
+    for g in 1..=4 {
+        c.wait_leader(g, T).unwrap();
+    }
+    for k in &keys {
+        assert_eq!(get(&c, k).as_deref(), Some(k.as_str()), "lost {k}");
+    }
+    put(&c, "zzz", "after restart");
+    assert!(replicated_everywhere(&c, "zzz", "after restart"));
+}
+
+pub fn shards_are_independent_groups(engines: Engines) {
+    let c = Cluster::start(ClusterOptions::new(3, 8, engines)).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..64u32 {
+        let key = format!("{}-{i}", char::from(b' ' + (i * 3 % 90) as u8));
+        seen.insert(c.shard_of(key.as_bytes()));
+        put(&c, &key, "v");
+    }
+    assert!(seen.len() > 1, "keys spread over shards");
+    for g in seen {
+        assert!(c.status(1, g).unwrap().applied > 0);
+    }
+}
+
+pub fn lease_reads_are_served_by_the_leader(engines: Engines) {
+    let mut o = ClusterOptions::new(3, 1, engines);
+    o.configure = |c| c.read_mode = ReadMode::Lease;
+    let c = Cluster::start(o).unwrap();
+    c.wait_leader(1, T).unwrap();
+    put(&c, "lease", "1");
+    assert_eq!(get(&c, "lease").as_deref(), Some("1"));
+    let follower = c
+        .running()
+        .into_iter()
+        .find(|id| Some(*id) != c.leader(1))
+        .unwrap();
+    assert!(matches!(
+        c.node(follower).unwrap().store.read_wait(1),
+        Err(StoreError::NotLeader { .. })
+    ));
+}
+
+macro_rules! on_engines {
+    ($($case:ident),* $(,)?) => {
+        mod memory { $( #[test] fn $case() { super::$case(super::Engines::Memory); } )* }
+        mod real { $( #[test] fn $case() { super::$case(super::Engines::Real); } )* }
+    };
+}
+
+on_engines!(
+    elects_one_leader_and_replicates,
+    leader_crash_elects_a_new_leader_and_the_old_one_catches_up,
+    isolated_leader_steps_down_and_serves_no_reads,
+    leadership_transfer_moves_the_leader,
+    full_cluster_restart_keeps_every_acknowledged_write,
+    shards_are_independent_groups,
+    lease_reads_are_served_by_the_leader,
+);
