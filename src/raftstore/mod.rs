@@ -140,6 +140,21 @@ impl StoreInbox {
 /// The receiving end of a store's inbox (created with [`RaftStore::channel`]).
 pub struct StoreReceiver(Receiver<StoreMsg>);
 
+impl StoreReceiver {
+    /// The next inbound Raft batch, for transport tests (other messages are skipped).
+    #[cfg(test)]
+    pub(crate) fn recv_batch(&self, timeout: Duration) -> Option<MessageBatch> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left).ok()? {
+                StoreMsg::Raft(b) => return Some(b),
+                _ => continue,
+            }
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub status: RwLock<HashMap<u64, PeerStatus>>,
 }

@@ -1,5 +1,5 @@
 //! An in-process cluster of Raft stores for tests and benches: N nodes on the simulated
-//! network, each with memory or real (file log + RocksDB) engines, that can be crashed,
+//! network or on real TCP over loopback, each with memory or real (file log + RocksDB) engines, that can be crashed,
 //! restarted, partitioned and healed, with wait-for helpers that give up after a timeout.
 
 use crate::raftstore::{
@@ -7,8 +7,11 @@ use crate::raftstore::{
 };
 use crate::shard::{locate, static_layout, ShardDesc};
 use crate::transport::sim::SimNetwork;
+use crate::transport::tcp::TcpTransport;
+use crate::transport::Transport;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +19,15 @@ use tessera_storage::{
     Cf, FileLogEngine, LogEngine, LogOptions, MemLogEngine, MemStateEngine, RocksStateEngine,
     StateEngine, StateOptions,
 };
+
+/// How nodes talk to each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// The in-process simulated network (faults, partitions).
+    Sim,
+    /// Real TCP over loopback (no fault injection).
+    Tcp,
+}
 
 /// Which storage engines the nodes run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +40,7 @@ pub struct ClusterOptions {
     pub nodes: u64,
     pub shards: u64,
     pub engines: Engines,
+    pub net: Net,
     pub seed: u64,
     /// Adjusts each node's store configuration (default: 20 ms ticks for fast tests).
     pub configure: fn(&mut StoreConfig),
@@ -39,6 +52,7 @@ impl ClusterOptions {
             nodes,
             shards,
             engines,
+            net: Net::Sim,
             seed: 1,
             configure: |_| {},
         }
@@ -60,6 +74,7 @@ pub struct Node {
     pub store: RaftStore,
     pub log: Arc<dyn LogEngine>,
     pub state: Arc<dyn StateEngine>,
+    tcp: Option<Arc<TcpTransport>>,
 }
 
 pub struct Cluster {
@@ -68,6 +83,9 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     persisted: BTreeMap<u64, Persisted>,
     configure: fn(&mut StoreConfig),
+    kind: Net,
+    tcp_addrs: BTreeMap<u64, SocketAddr>,
+    prebound: BTreeMap<u64, TcpListener>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,8 +99,18 @@ impl Cluster {
             nodes: BTreeMap::new(),
             persisted: BTreeMap::new(),
             configure: opts.configure,
+            kind: opts.net,
+            tcp_addrs: BTreeMap::new(),
+            prebound: BTreeMap::new(),
             _dir: dir,
         };
+        if opts.net == Net::Tcp {
+            for id in &ids {
+                let l = TcpListener::bind("127.0.0.1:0")?;
+                c.tcp_addrs.insert(*id, l.local_addr()?);
+                c.prebound.insert(*id, l);
+            }
+        }
         for id in ids {
             let p = match opts.engines {
                 Engines::Memory => Persisted::Memory {
@@ -118,16 +146,42 @@ impl Cluster {
         config.tick_interval = Duration::from_millis(20);
         (self.configure)(&mut config);
         let (inbox, rx) = RaftStore::channel();
-        self.net.register(id, inbox.clone());
+        let (transport, tcp): (Arc<dyn Transport>, _) = match self.kind {
+            Net::Sim => {
+                self.net.register(id, inbox.clone());
+                (self.net.transport(id), None)
+            }
+            Net::Tcp => {
+                let listener = match self.prebound.remove(&id) {
+                    Some(l) => l,
+                    None => TcpListener::bind(self.tcp_addrs[&id])?,
+                };
+                let t = TcpTransport::start(id, listener, inbox.clone())?;
+                for (peer, addr) in &self.tcp_addrs {
+                    if *peer != id {
+                        t.set_peer(*peer, *addr);
+                    }
+                }
+                (t.clone() as Arc<dyn Transport>, Some(t))
+            }
+        };
         let parts = StoreParts {
             config,
             log: log.clone(),
             state: state.clone(),
-            transport: self.net.transport(id),
+            transport,
             state_machine: Box::new(KvStateMachine),
         };
         let store = RaftStore::start(parts, inbox, rx, &self.layout)?;
-        self.nodes.insert(id, Node { store, log, state });
+        self.nodes.insert(
+            id,
+            Node {
+                store,
+                log,
+                state,
+                tcp,
+            },
+        );
         Ok(())
     }
 
@@ -145,6 +199,9 @@ impl Cluster {
         self.net.unregister(id);
         if let Some(n) = self.nodes.remove(&id) {
             n.store.stop();
+            if let Some(t) = n.tcp {
+                t.stop();
+            }
         }
         if let Some(Persisted::Memory { log, state }) = self.persisted.get_mut(&id) {
             *log = log.crash_copy();

@@ -2,12 +2,14 @@
 //! one node) to a [`Transport`]; inbound batches are delivered to the store's inbox. Sending
 //! never blocks the store loop: an unreachable peer's messages are dropped (Raft retries).
 //!
-//! Implementations: [`sim::SimNetwork`], an in-process network with seeded faults (drop,
-//! delay, duplicate, reorder, one-way and two-way partitions) for tests. The TCP transport
-//! arrives with the cluster binaries.
+//! Implementations: [`tcp::TcpTransport`] (production: one connection per peer node,
+//! length-prefixed frames, reconnect with backoff) and [`sim::SimNetwork`], an in-process
+//! network with seeded faults (drop, delay, duplicate, reorder, one-way and two-way
+//! partitions) for tests.
 
 pub mod codec;
 pub mod sim;
+pub mod tcp;
 
 pub use codec::MessageBatch;
 

@@ -187,3 +187,54 @@ on_engines!(
     shards_are_independent_groups,
     lease_reads_are_served_by_the_leader,
 );
+
+/// The core scenarios again, on real storage and real TCP over loopback.
+mod tcp {
+    use super::*;
+    use tessera::testkit::cluster::Net;
+
+    fn tcp_cluster(nodes: u64, shards: u64) -> Cluster {
+        let mut o = ClusterOptions::new(nodes, shards, Engines::Real);
+        o.net = Net::Tcp;
+        Cluster::start(o).unwrap()
+    }
+
+    #[test]
+    fn elects_replicates_and_survives_leader_crash_over_tcp() {
+        let mut c = tcp_cluster(3, 2);
+        let old = c.wait_leader(1, T).unwrap();
+        for i in 0..30 {
+            put(&c, &format!("k{i}"), &format!("v{i}"));
+        }
+        assert!(replicated_everywhere(&c, "k29", "v29"));
+        c.crash(old);
+        let new = c.wait_leader(1, T).unwrap();
+        assert_ne!(new, old);
+        put(&c, "after", "1");
+        c.restart(old).unwrap();
+        assert!(
+            replicated_everywhere(&c, "after", "1"),
+            "the restarted node reconnects and catches up"
+        );
+        assert_eq!(get(&c, "k3").as_deref(), Some("v3"));
+    }
+
+    #[test]
+    fn full_restart_over_tcp_keeps_acknowledged_writes() {
+        let mut c = tcp_cluster(3, 1);
+        c.wait_leader(1, T).unwrap();
+        for i in 0..20 {
+            put(&c, &format!("r{i}"), "x");
+        }
+        for id in c.running() {
+            c.crash(id);
+        }
+        for id in 1..=3 {
+            c.restart(id).unwrap();
+        }
+        c.wait_leader(1, T).unwrap();
+        for i in 0..20 {
+            assert_eq!(get(&c, &format!("r{i}")).as_deref(), Some("x"));
+        }
+    }
+}
