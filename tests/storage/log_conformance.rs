@@ -140,6 +140,28 @@ pub fn compaction_moves_first_index<H: LogHarness>(mut h: H) {
     assert_eq!(read_all(&e, 1), vec![(100, 5), (101, 5), (102, 5)]);
 }
 
+pub fn reset_replaces_the_log<H: LogHarness>(mut h: H) {
+    let e = h.open();
+    append(&e, 1, 1, 30, 1);
+    let mut b = LogBatch::new();
+    b.reset(1, 21);
+    e.write(b).unwrap();
+    assert_eq!(
+        (e.first_index(1), e.last_index(1), e.compacted_to(1)),
+        (None, None, 21)
+    );
+    let mut b = LogBatch::new();
+    b.append(1, entries(1, 15, 1, 2, 10));
+    assert!(
+        matches!(e.write(b), Err(Error::InvalidBatch(_))),
+        "below the reset point"
+    );
+    append(&e, 1, 21, 2, 3);
+    let e = h.restart(e);
+    assert_eq!(read_all(&e, 1), vec![(21, 3), (22, 3)]);
+    assert_eq!(e.compacted_to(1), 21);
+}
+
 pub fn hard_state_and_groups_survive_restart<H: LogHarness>(mut h: H) {
     let e = h.open();
     let mut b = LogBatch::new();
@@ -222,6 +244,7 @@ conformance!(
     conflicting_suffix_is_overwritten,
     invalid_batches_are_rejected_whole,
     compaction_moves_first_index,
+    reset_replaces_the_log,
     hard_state_and_groups_survive_restart,
     pipelined_submits_all_become_durable,
 );

@@ -21,6 +21,10 @@ enum Op {
         group: u64,
         ahead: u64,
     },
+    Reset {
+        group: u64,
+        ahead: u64,
+    },
     HardState {
         group: u64,
         term: u64,
@@ -35,6 +39,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..3u64, 0..4u64, 1..6u64, 0..600usize, prop::bool::weighted(0.05))
             .prop_map(|(group, back, n, size, gap)| Op::Append { group, back, n, size, gap }),
         1 => (0..3u64, 0..10u64).prop_map(|(group, ahead)| Op::Compact { group, ahead }),
+        1 => (0..3u64, 0..10u64).prop_map(|(group, ahead)| Op::Reset { group, ahead }),
         1 => (0..3u64, 0..100u64, 0..100u64).prop_map(|(group, term, commit)| Op::HardState { group, term, commit }),
         1 => Just(Op::Gc),
         1 => Just(Op::Restart),
@@ -149,6 +154,15 @@ fn run<H: LogHarness>(mut h: H, ops: Vec<Op>) {
                     m.compacted = to;
                     m.entries.retain(|i, _| *i >= to);
                 }
+            }
+            Op::Reset { group, ahead } => {
+                let m = model.entry(group).or_default();
+                let to = m.last().unwrap_or(m.compacted) + ahead;
+                let mut b = LogBatch::new();
+                b.reset(group, to);
+                e.write(b).expect("reset");
+                m.entries.clear();
+                m.compacted = m.compacted.max(to);
             }
             Op::HardState {
                 group,

@@ -13,6 +13,9 @@ pub enum GroupOp {
     HardState(HardState),
     /// Drop every entry below the index.
     Compact(u64),
+    /// Drop every entry and move the compaction mark to the index (a snapshot replaced the
+    /// log); appends resume there.
+    Reset(u64),
 }
 
 /// Operations for many groups, written as one record with one fdatasync.
@@ -42,6 +45,12 @@ impl LogBatch {
     /// Drop `group`'s entries below `index`.
     pub fn compact(&mut self, group: u64, index: u64) -> &mut Self {
         self.ops.push((group, GroupOp::Compact(index)));
+        self
+    }
+
+    /// Drop all of `group`'s entries; its log resumes at `index` (after a snapshot install).
+    pub fn reset(&mut self, group: u64, index: u64) -> &mut Self {
+        self.ops.push((group, GroupOp::Reset(index)));
         self
     }
 

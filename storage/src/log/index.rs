@@ -49,6 +49,11 @@ impl Bounds {
         Ok(())
     }
 
+    pub fn reset(&mut self, to: u64) {
+        (self.first, self.last) = (None, None);
+        self.compacted = self.compacted.max(to);
+    }
+
     pub fn compact(&mut self, to: u64) {
         if to <= self.compacted {
             return;
@@ -217,6 +222,15 @@ impl GroupIndex {
             self.cache_bytes -= b.len();
             self.cache_first += 1;
         }
+    }
+
+    /// Drops every entry; the log resumes at `to` (or the older mark if higher).
+    pub fn reset(&mut self, to: u64, seg: u64) {
+        self.compact_seg = Some(seg);
+        self.compacted_to = self.compacted_to.max(to);
+        self.entries.clear();
+        self.first = self.compacted_to;
+        self.clear_cache();
     }
 
     pub fn set_hard_state(&mut self, hs: HardState, seg: u64) {

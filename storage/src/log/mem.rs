@@ -100,6 +100,7 @@ impl LogEngine for MemLogEngine {
             match op {
                 GroupOp::Append(es) => b.append(*group, es[0].index, es.len() as u64)?,
                 GroupOp::Compact(to) => b.compact(*to),
+                GroupOp::Reset(to) => b.reset(*to),
                 GroupOp::HardState(_) => {}
             }
         }
@@ -124,6 +125,11 @@ impl LogEngine for MemLogEngine {
                     g.first = g.first.max(to);
                 }
                 GroupOp::Compact(_) => {}
+                GroupOp::Reset(to) => {
+                    g.entries.clear();
+                    g.compacted_to = g.compacted_to.max(to);
+                    g.first = g.compacted_to;
+                }
             }
         }
         s.batches += 1;

@@ -12,6 +12,7 @@
 //!   tag 1 append     := first:u64 n:u32 (term:u64 len:u32 data[len])*
 //!   tag 2 hard state         := term:u64 vote:u64 commit:u64
 //!   tag 3 compact            := index:u64
+//!   tag 4 reset              := index:u64   (drop all entries; resume at index)
 //! ```
 //! All integers are little-endian.
 
@@ -28,6 +29,7 @@ pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
 const TAG_APPEND: u8 = 1;
 const TAG_HARD_STATE: u8 = 2;
 const TAG_COMPACT: u8 = 3;
+const TAG_RESET: u8 = 4;
 
 pub(crate) fn segment_header(seq: u64) -> [u8; SEGMENT_HEADER_LEN as usize] {
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
@@ -132,6 +134,10 @@ pub(crate) fn encode_batch(batch: &LogBatch) -> EncodedBatch {
                 p.push(TAG_COMPACT);
                 p.extend_from_slice(&to.to_le_bytes());
             }
+            GroupOp::Reset(to) => {
+                p.push(TAG_RESET);
+                p.extend_from_slice(&to.to_le_bytes());
+            }
         }
     }
     let crc = crc32c::crc32c(&p);
@@ -156,6 +162,10 @@ pub(crate) enum DecodedOp {
         hs: HardState,
     },
     Compact {
+        group: u64,
+        to: u64,
+    },
+    Reset {
         group: u64,
         to: u64,
     },
@@ -232,6 +242,10 @@ pub(crate) fn decode_payload(payload: &[u8]) -> Result<Vec<DecodedOp>, String> {
                 ops.push(DecodedOp::HardState { group, hs });
             }
             TAG_COMPACT => ops.push(DecodedOp::Compact {
+                group,
+                to: r.u64()?,
+            }),
+            TAG_RESET => ops.push(DecodedOp::Reset {
                 group,
                 to: r.u64()?,
             }),

@@ -222,6 +222,12 @@ fn apply(groups: &mut HashMap<u64, ReplayGroup>, op: DecodedOp, seq: u64, data_b
         DecodedOp::HardState { group, hs } => {
             groups.entry(group).or_default().hard_state = Some((hs, seq))
         }
+        DecodedOp::Reset { group, to } => {
+            let g = groups.entry(group).or_default();
+            g.compact_seg = Some(seq);
+            g.compacted = g.compacted.max(to);
+            g.entries.clear();
+        }
         DecodedOp::Compact { group, to } => {
             let g = groups.entry(group).or_default();
             g.compact_seg = Some(seq);

@@ -200,6 +200,10 @@ impl Writer {
                         b.compact(*to);
                         Ok(())
                     }
+                    GroupOp::Reset(to) => {
+                        b.reset(*to);
+                        Ok(())
+                    }
                     GroupOp::HardState(_) => Ok(()),
                 };
                 if verdict.is_err() {
@@ -297,6 +301,7 @@ impl Writer {
                     }
                     GroupOp::HardState(hs) => g.set_hard_state(*hs, seg),
                     GroupOp::Compact(to) => g.compact(*to, seg),
+                    GroupOp::Reset(to) => g.reset(*to, seg),
                 }
             }
         }
