@@ -3,22 +3,29 @@
 //! write do proposers get their replies and waiting reads their go-ahead. It then tells the
 //! store loop how far each group has applied.
 
-use super::keys::{put_apply_state, ApplyState};
+use super::keys::{put_apply_state, put_conf_state, put_shard, ApplyState};
 use super::peer::Proposal;
+use super::snapshot;
 use super::state_machine::{ApplyContext, StateMachine};
 use super::{ReadCallback, StoreError, StoreMsg};
 use crate::shard::ShardDesc;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use raft::eraftpb::{Entry, EntryType};
+use raft::eraftpb::{Entry, EntryType, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tessera_storage::StateEngine;
+use tessera_storage::{Cf, KeyRange, StateEngine, WriteBatch};
 
 pub(crate) enum ApplyTask {
     Register {
         desc: ShardDesc,
         state: ApplyState,
+    },
+    /// Replace the shard's state with a snapshot (durably: the log is reset after this).
+    InstallSnapshot {
+        group: u64,
+        snapshot: Snapshot,
+        done: Sender<anyhow::Result<ShardDesc>>,
     },
     Entries {
         group: u64,
@@ -63,8 +70,21 @@ impl ApplyWorker {
 
     pub fn run(mut self, rx: Receiver<ApplyTask>) {
         while let Ok(first) = rx.recv() {
-            let mut tasks = vec![first];
-            tasks.extend(rx.try_iter().take(4096));
+            let mut tasks = Vec::new();
+            for task in std::iter::once(first).chain(rx.try_iter().take(4096)) {
+                if let ApplyTask::InstallSnapshot {
+                    group,
+                    snapshot,
+                    done,
+                } = task
+                {
+                    // Everything before the snapshot is written first, in its own round.
+                    self.round(std::mem::take(&mut tasks));
+                    let _ = done.send(self.install(group, snapshot));
+                } else {
+                    tasks.push(task);
+                }
+            }
             self.round(tasks);
         }
         for g in self.groups.values_mut() {
@@ -75,6 +95,9 @@ impl ApplyWorker {
     }
 
     fn round(&mut self, tasks: Vec<ApplyTask>) {
+        if tasks.is_empty() {
+            return;
+        }
         let state = self.state.clone();
         let mut ctx = ApplyContext::new(state.as_ref());
         let mut replies: Vec<Reply> = Vec::new();
@@ -103,6 +126,9 @@ impl ApplyWorker {
                     }
                 }
                 ApplyTask::Read { group, index, cb } => reads.push((group, index, cb)),
+                ApplyTask::InstallSnapshot { .. } => {
+                    unreachable!("installs are split out in run()")
+                }
             }
         }
         for group in &touched {
@@ -147,6 +173,66 @@ impl ApplyWorker {
                 index: applied,
             });
         }
+    }
+
+    /// Replaces the shard's keys with the snapshot's, sets its apply state to the snapshot
+    /// point, and flushes so the state survives the log reset that follows.
+    fn install(&mut self, group: u64, snap: Snapshot) -> anyhow::Result<ShardDesc> {
+        let data = snapshot::decode(snap.data.clone())?;
+        let md = snap.get_metadata();
+        let desc = data.desc;
+        let mut wb = WriteBatch::new();
+        for cf in [Cf::Data, Cf::Lock, Cf::Txn] {
+            if desc.end.is_empty() {
+                let mut doomed = Vec::new();
+                self.state.scan(
+                    cf,
+                    &KeyRange::new(desc.start.clone(), None),
+                    usize::MAX,
+                    &mut |k, _| {
+                        doomed.push(k.to_vec());
+                        true
+                    },
+                )?;
+                for k in doomed {
+                    wb.delete(cf, k);
+                }
+            } else {
+                wb.delete_range(cf, desc.start.clone(), desc.end.clone());
+            }
+        }
+        for (cf, k, v) in data.kvs {
+            wb.put(cf, k.to_vec(), v.to_vec());
+        }
+        let st = ApplyState {
+            applied_index: md.index,
+            applied_term: md.term,
+            truncated_index: md.index,
+            truncated_term: md.term,
+        };
+        put_apply_state(&mut wb, group, &st);
+        put_conf_state(&mut wb, group, md.get_conf_state());
+        put_shard(&mut wb, &desc);
+        self.state.write(wb)?;
+        self.state.flush()?;
+        let g = self.groups.entry(group).or_insert_with(|| ApplyGroup {
+            desc: desc.clone(),
+            state: st,
+            reads: Vec::new(),
+        });
+        g.desc = desc.clone();
+        g.state = st;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            g.reads.drain(..).partition(|(i, _)| *i <= st.applied_index);
+        g.reads = waiting;
+        for (_, cb) in ready {
+            cb(Ok(()));
+        }
+        let _ = self.store.send(StoreMsg::Applied {
+            group,
+            index: st.applied_index,
+        });
+        Ok(desc)
     }
 
     fn apply_entries(

@@ -6,7 +6,7 @@ use crate::shard::ShardDesc;
 use crate::transport::codec::{decode_conf_state, encode_conf_state};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft::eraftpb::ConfState;
-use tessera_storage::{Cf, StateEngine, WriteBatch};
+use tessera_storage::{Cf, StateEngine, StateSnapshot, WriteBatch};
 
 fn key(prefix: &[u8], group: u64) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -69,7 +69,32 @@ pub fn put_shard(wb: &mut WriteBatch, desc: &ShardDesc) {
 
 /// Errors reading metadata mean a damaged state engine; callers surface them as such.
 pub fn load_apply_state(state: &dyn StateEngine, group: u64) -> anyhow::Result<Option<ApplyState>> {
-    match state.get(Cf::Raft, &key(APPLY_STATE, group))? {
+    decode_apply_state(group, state.get(Cf::Raft, &key(APPLY_STATE, group))?)
+}
+
+pub fn load_apply_state_from(
+    view: &dyn StateSnapshot,
+    group: u64,
+) -> anyhow::Result<Option<ApplyState>> {
+    decode_apply_state(group, view.get(Cf::Raft, &key(APPLY_STATE, group))?)
+}
+
+pub fn load_conf_state_from(
+    view: &dyn StateSnapshot,
+    group: u64,
+) -> anyhow::Result<Option<ConfState>> {
+    decode_conf(view.get(Cf::Raft, &key(CONF_STATE, group))?)
+}
+
+pub fn load_shard_from(view: &dyn StateSnapshot, group: u64) -> anyhow::Result<Option<ShardDesc>> {
+    match view.get(Cf::Raft, &key(SHARD, group))? {
+        None => Ok(None),
+        Some(v) => Ok(Some(ShardDesc::decode(&v)?)),
+    }
+}
+
+fn decode_apply_state(group: u64, v: Option<Vec<u8>>) -> anyhow::Result<Option<ApplyState>> {
+    match v {
         None => Ok(None),
         Some(v) => ApplyState::decode(&v)
             .map(Some)
@@ -78,7 +103,11 @@ pub fn load_apply_state(state: &dyn StateEngine, group: u64) -> anyhow::Result<O
 }
 
 pub fn load_conf_state(state: &dyn StateEngine, group: u64) -> anyhow::Result<Option<ConfState>> {
-    match state.get(Cf::Raft, &key(CONF_STATE, group))? {
+    decode_conf(state.get(Cf::Raft, &key(CONF_STATE, group))?)
+}
+
+fn decode_conf(v: Option<Vec<u8>>) -> anyhow::Result<Option<ConfState>> {
+    match v {
         None => Ok(None),
         Some(v) => Ok(Some(decode_conf_state(&mut Bytes::from(v))?)),
     }

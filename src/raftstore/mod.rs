@@ -13,6 +13,7 @@ mod apply;
 pub mod keys;
 mod peer;
 mod peer_storage;
+mod snapshot;
 pub mod state_machine;
 mod store_loop;
 
@@ -73,6 +74,11 @@ pub struct StoreConfig {
     pub read_mode: ReadMode,
     /// Proposals and reads still unanswered after this fail with [`StoreError::Timeout`].
     pub request_timeout: Duration,
+    /// A group's log is compacted once this many applied (and durably flushed) entries
+    /// follow its truncation point; a follower that falls further behind gets a snapshot.
+    pub compact_log_threshold: u64,
+    /// Every this many ticks: flush the state engine, GC the log, compact logs.
+    pub maintenance_ticks: u64,
 }
 
 impl StoreConfig {
@@ -86,6 +92,8 @@ impl StoreConfig {
             max_size_per_msg: 1 << 20,
             read_mode: ReadMode::ReadIndex,
             request_timeout: Duration::from_secs(5),
+            compact_log_threshold: 10_000,
+            maintenance_ticks: 50,
         }
     }
 }

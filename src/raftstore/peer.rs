@@ -3,9 +3,11 @@
 
 use super::keys::ApplyState;
 use super::peer_storage::PeerStorage;
+use super::snapshot::WorkerTask;
 use super::{ProposeCallback, ReadCallback, ReadMode, StoreConfig, StoreError};
 use crate::shard::ShardDesc;
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 use raft::eraftpb::{ConfState, HardState};
 use raft::{RawNode, StateRole};
 use std::collections::{HashMap, VecDeque};
@@ -35,6 +37,7 @@ impl Peer {
         log: Arc<dyn LogEngine>,
         conf_state: ConfState,
         apply: ApplyState,
+        worker: Sender<WorkerTask>,
         logger: &slog::Logger,
     ) -> anyhow::Result<Self> {
         let group = desc.id;
@@ -48,10 +51,12 @@ impl Peer {
             .unwrap_or_default();
         let storage = PeerStorage {
             group,
+            truncated: PeerStorage::truncated_point(log.as_ref(), group, &apply),
             log,
             hard_state: hs,
             conf_state,
-            apply,
+            snap: Default::default(),
+            worker,
         };
         let rc = raft::Config {
             id: cfg.node_id,

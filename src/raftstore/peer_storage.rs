@@ -3,8 +3,10 @@
 //! Entries are stored in the log as the transport codec's entry encoding.
 
 use super::keys::ApplyState;
+use super::snapshot::{SharedSlot, SnapSlot, WorkerTask};
 use crate::transport::codec::{decode_entry, encode_entry};
 use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use std::sync::Arc;
@@ -15,7 +17,26 @@ pub struct PeerStorage {
     pub log: Arc<dyn LogEngine>,
     pub hard_state: HardState,
     pub conf_state: ConfState,
-    pub apply: ApplyState,
+    /// (index, term) of the last entry covered by compaction or a snapshot; entries start
+    /// right after it.
+    pub truncated: (u64, u64),
+    pub snap: SharedSlot,
+    pub worker: Sender<WorkerTask>,
+}
+
+impl PeerStorage {
+    /// Where the log starts: after a snapshot install, the state engine says (its apply
+    /// state); after a compaction, the log does — compaction keeps the entry at the
+    /// compaction point as an anchor, so its term stays known.
+    pub fn truncated_point(log: &dyn LogEngine, group: u64, apply: &ApplyState) -> (u64, u64) {
+        let c = log.compacted_to(group);
+        if c > apply.truncated_index + 1 && log.first_index(group) == Some(c) {
+            if let Ok(term) = log.term(group, c) {
+                return (c, term);
+            }
+        }
+        (apply.truncated_index, apply.truncated_term)
+    }
 }
 
 /// A raft entry as the log engine stores it.
@@ -53,7 +74,7 @@ impl raft::Storage for PeerStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low <= self.apply.truncated_index {
+        if low <= self.truncated.0 {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         let mut out = Vec::with_capacity((high - low) as usize);
@@ -64,17 +85,17 @@ impl raft::Storage for PeerStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.apply.truncated_index {
-            return Ok(self.apply.truncated_term);
+        if idx == self.truncated.0 {
+            return Ok(self.truncated.1);
         }
-        if idx < self.apply.truncated_index {
+        if idx < self.truncated.0 {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         self.log.term(self.group, idx).map_err(storage_err)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.apply.truncated_index + 1)
+        Ok(self.truncated.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
@@ -82,12 +103,26 @@ impl raft::Storage for PeerStorage {
             .log
             .last_index(self.group)
             .unwrap_or(0)
-            .max(self.apply.truncated_index))
+            .max(self.truncated.0))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Snapshot generation arrives with snapshot streaming; until then a follower that
-        // needs compacted entries waits (raft retries), and the store does not compact logs.
+    /// Served from the group's slot once the worker has built a snapshot at least as new as
+    /// `request_index`; until then "temporarily unavailable" (raft asks again later).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let mut slot = self.snap.lock();
+        if let SnapSlot::Ready(s) = &*slot {
+            if s.get_metadata().index >= request_index && s.get_metadata().index >= self.truncated.0
+            {
+                return Ok(s.clone());
+            }
+        }
+        if !matches!(*slot, SnapSlot::Generating) {
+            *slot = SnapSlot::Generating;
+            let _ = self.worker.send(WorkerTask::Generate {
+                group: self.group,
+                slot: self.snap.clone(),
+            });
+        }
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -13,11 +13,13 @@ use super::apply::{ApplyTask, ApplyWorker};
 use super::keys::{self, ApplyState};
 use super::peer::Peer;
 use super::peer_storage::to_log_entry;
+use super::snapshot::{self, WorkerTask};
 use super::{PeerStatus, Shared, StoreConfig, StoreError, StoreMsg, StoreParts};
 use crate::shard::ShardDesc;
 use crate::transport::{MessageBatch, Transport};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::eraftpb::{ConfState, Entry, Message};
+use raft::eraftpb::{ConfState, Entry, Message, MessageType};
+use raft::SnapshotStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,6 +46,11 @@ pub(super) fn spawn(
     let shards = load_or_bootstrap(&config, state.as_ref(), bootstrap)?;
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let (worker_tx, worker_rx) = crossbeam_channel::unbounded();
+    let (wstate, wlog) = (state.clone(), log.clone());
+    let worker = std::thread::Builder::new()
+        .name(format!("tessera-snap-{}", config.node_id))
+        .spawn(move || snapshot::run_worker(worker_rx, wstate, wlog))?;
     let mut peers = HashMap::new();
     for desc in shards {
         let group = desc.id;
@@ -58,13 +65,21 @@ pub(super) fn spawn(
         });
         peers.insert(
             group,
-            Peer::new(&config, desc, log.clone(), conf, apply, &logger)?,
+            Peer::new(
+                &config,
+                desc,
+                log.clone(),
+                conf,
+                apply,
+                worker_tx.clone(),
+                &logger,
+            )?,
         );
     }
-    let worker = ApplyWorker::new(state, state_machine, tx);
+    let applier = ApplyWorker::new(state.clone(), state_machine, tx);
     let apply = std::thread::Builder::new()
         .name(format!("tessera-apply-{}", config.node_id))
-        .spawn(move || worker.run(apply_rx))?;
+        .spawn(move || applier.run(apply_rx))?;
     let store = StoreLoop {
         dirty: peers.keys().copied().collect(),
         config,
@@ -72,13 +87,17 @@ pub(super) fn spawn(
         transport,
         peers,
         apply_tx,
+        worker_tx,
+        state,
         shared,
         outbox: HashMap::new(),
+        ticks: 0,
+        applied_since_maintenance: false,
     };
     let main = std::thread::Builder::new()
         .name(format!("tessera-store-{}", store.config.node_id))
         .spawn(move || store.run(rx))?;
-    Ok(vec![main, apply])
+    Ok(vec![main, apply, worker])
 }
 
 fn voters(peers: &[u64]) -> ConfState {
@@ -122,9 +141,13 @@ struct StoreLoop {
     transport: Arc<dyn Transport>,
     peers: HashMap<u64, Peer>,
     apply_tx: Sender<ApplyTask>,
+    worker_tx: Sender<WorkerTask>,
+    state: Arc<dyn StateEngine>,
     shared: Arc<Shared>,
     dirty: HashSet<u64>,
     outbox: HashMap<u64, Vec<(u64, Message)>>,
+    ticks: u64,
+    applied_since_maintenance: bool,
 }
 
 impl StoreLoop {
@@ -195,6 +218,7 @@ impl StoreLoop {
                 if let Some(p) = self.peers.get_mut(&group) {
                     p.raw.advance_apply_to(index);
                     self.dirty.insert(group);
+                    self.applied_since_maintenance = true;
                 }
             }
             StoreMsg::TransferLeader { group, to } => {
@@ -224,6 +248,45 @@ impl StoreLoop {
                 p.expire(d);
             }
         }
+        self.ticks += 1;
+        if self.ticks % self.config.maintenance_ticks.max(1) == 0 {
+            if let Err(e) = self.compact_logs() {
+                tracing::error!("node {}: log compaction failed: {e}", self.config.node_id);
+            }
+            if std::mem::take(&mut self.applied_since_maintenance) {
+                let _ = self.worker_tx.send(WorkerTask::Maintain);
+            }
+        }
+    }
+
+    /// Compacts every group's log up to what is both applied and durably flushed in the
+    /// state engine, once that is `compact_log_threshold` entries past its truncation
+    /// point. The entry at the new point stays as the anchor that keeps its term known.
+    fn compact_logs(&mut self) -> tessera_storage::Result<()> {
+        let mut batch = LogBatch::new();
+        let mut moved = Vec::new();
+        for (group, p) in &self.peers {
+            let applied = p.raw.raft.raft_log.applied;
+            let target = applied.min(self.state.durable_applied(*group));
+            let (truncated, _) = p.raw.store().truncated;
+            if target <= truncated + self.config.compact_log_threshold {
+                continue;
+            }
+            if let Ok(term) = self.log.term(*group, target) {
+                batch.compact(*group, target);
+                moved.push((*group, target, term));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.log.write(batch)?;
+        for (group, index, term) in moved {
+            if let Some(p) = self.peers.get_mut(&group) {
+                p.raw.mut_store().truncated = (index, term);
+            }
+        }
+        Ok(())
     }
 
     fn process_readies(&mut self) -> tessera_storage::Result<()> {
@@ -242,9 +305,29 @@ impl StoreLoop {
                 self.outbox.entry(m.to).or_default().push((group, m));
             }
             if !rd.snapshot().is_empty() {
-                tracing::error!(
-                    "shard {group}: received a snapshot, which this build cannot install yet"
-                );
+                let snap = rd.snapshot().clone();
+                let (done, wait) = crossbeam_channel::bounded(1);
+                let _ = self.apply_tx.send(ApplyTask::InstallSnapshot {
+                    group,
+                    snapshot: snap.clone(),
+                    done,
+                });
+                match wait.recv() {
+                    Ok(Ok(desc)) => {
+                        let md = snap.get_metadata();
+                        p.desc = desc;
+                        let store = p.raw.mut_store();
+                        store.truncated = (md.index, md.term);
+                        store.conf_state = md.get_conf_state().clone();
+                        batch.reset(group, md.index + 1);
+                    }
+                    Ok(Err(e)) => {
+                        return Err(tessera_storage::Error::Rocks(format!(
+                            "shard {group}: snapshot install failed: {e:#}"
+                        )))
+                    }
+                    Err(_) => return Err(tessera_storage::Error::Closed),
+                }
             }
             let committed = rd.take_committed_entries();
             send_committed(&self.apply_tx, p, committed);
@@ -307,7 +390,13 @@ impl StoreLoop {
 
     fn flush_outbox(&mut self) {
         let from = self.config.node_id;
+        let mut snapshots = Vec::new();
         for (to, messages) in self.outbox.drain() {
+            for (group, m) in &messages {
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    snapshots.push((*group, to));
+                }
+            }
             self.transport.send(
                 to,
                 MessageBatch {
@@ -315,6 +404,14 @@ impl StoreLoop {
                     messages,
                 },
             );
+        }
+        // Handed to the transport: report it sent. If it is lost, the follower's reply
+        // shows the gap and raft sends another.
+        for (group, to) in snapshots {
+            if let Some(p) = self.peers.get_mut(&group) {
+                p.raw.report_snapshot(to, SnapshotStatus::Finish);
+                self.dirty.insert(group);
+            }
         }
     }
 }

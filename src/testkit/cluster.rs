@@ -91,6 +91,14 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(opts: ClusterOptions) -> anyhow::Result<Self> {
+        // Warnings and errors of the nodes show up in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
         let dir = tempfile::tempdir()?;
         let ids: Vec<u64> = (1..=opts.nodes).collect();
         let mut c = Cluster {

@@ -171,6 +171,48 @@ pub fn lease_reads_are_served_by_the_leader(engines: Engines) {
     ));
 }
 
+pub fn lagging_follower_is_caught_up_by_snapshot(engines: Engines) {
+    let mut o = ClusterOptions::new(3, 1, engines);
+    o.configure = |c| {
+        c.compact_log_threshold = 20;
+        c.maintenance_ticks = 5;
+    };
+    let mut c = Cluster::start(o).unwrap();
+    let leader = c.wait_leader(1, T).unwrap();
+    let lagger = c.running().into_iter().find(|id| *id != leader).unwrap();
+    put(&c, "early", "1");
+    assert!(replicated_everywhere(&c, "early", "1"));
+    c.crash(lagger);
+    for i in 0..150 {
+        put(&c, &format!("s{i:03}"), &format!("{i}"));
+    }
+    // The survivors flush, and compact their logs past everything the lagger has.
+    let compacted = wait_for(T, || {
+        let leader = c.leader(1)?;
+        (c.node(leader)?.log.compacted_to(1) > 100).then_some(())
+    });
+    assert!(compacted.is_some(), "the leader never compacted its log");
+    c.restart(lagger).unwrap();
+    assert!(
+        replicated_everywhere(&c, "s149", "149"),
+        "the lagger did not catch up"
+    );
+    assert!(replicated_everywhere(&c, "s000", "0"));
+    assert!(replicated_everywhere(&c, "early", "1"));
+    let log = &c.node(lagger).unwrap().log;
+    let replaced = wait_for(T, || (log.compacted_to(1) > 100).then_some(()));
+    assert!(
+        replaced.is_some(),
+        "the lagger's log was not replaced by the snapshot: first {:?} last {:?} compacted {}",
+        log.first_index(1),
+        log.last_index(1),
+        log.compacted_to(1)
+    );
+    // And it keeps replicating normally afterwards.
+    put(&c, "late", "2");
+    assert!(replicated_everywhere(&c, "late", "2"));
+}
+
 macro_rules! on_engines {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[test] fn $case() { super::$case(super::Engines::Memory); } )* }
@@ -186,6 +228,7 @@ on_engines!(
     full_cluster_restart_keeps_every_acknowledged_write,
     shards_are_independent_groups,
     lease_reads_are_served_by_the_leader,
+    lagging_follower_is_caught_up_by_snapshot,
 );
 
 /// The core scenarios again, on real storage and real TCP over loopback.
