@@ -106,8 +106,10 @@ pub(crate) fn generate(state: &dyn StateEngine, group: u64) -> anyhow::Result<Sn
         data.put_u32_le(n);
         data.extend_from_slice(&kvs);
     }
-    let mut snap = Snapshot::default();
-    snap.data = data.into();
+    let mut snap = Snapshot {
+        data: data.into(),
+        ..Default::default()
+    };
     let md = snap.mut_metadata();
     md.index = apply.applied_index;
     md.term = apply.applied_term;
