@@ -11,10 +11,13 @@ use super::{ReadCallback, StoreError, StoreMsg};
 use crate::shard::ShardDesc;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
-use raft::eraftpb::{Entry, EntryType, Snapshot};
+use raft::eraftpb::{ConfState, Entry, EntryType, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessera_storage::{Cf, KeyRange, StateEngine, WriteBatch};
+
+/// A membership change as raft applied it: the new conf state and shard descriptor.
+pub(crate) type ConfOutcome = Result<(ConfState, ShardDesc), String>;
 
 pub(crate) enum ApplyTask {
     Register {
@@ -31,6 +34,8 @@ pub(crate) enum ApplyTask {
         group: u64,
         entries: Vec<Entry>,
         proposals: Vec<Proposal>,
+        /// Outcome of each membership-change entry (by index), decided on the store thread.
+        conf: Vec<(u64, ConfOutcome)>,
     },
     Read {
         group: u64,
@@ -119,8 +124,9 @@ impl ApplyWorker {
                     group,
                     entries,
                     proposals,
+                    conf,
                 } => {
-                    self.apply_entries(&mut ctx, group, entries, proposals, &mut replies);
+                    self.apply_entries(&mut ctx, group, entries, proposals, conf, &mut replies);
                     if !touched.contains(&group) {
                         touched.push(group);
                     }
@@ -146,6 +152,14 @@ impl ApplyWorker {
                 return;
             }
         }
+        // The store hears about progress before any client does, so a client's next request
+        // (say, the next membership change) never reaches the store ahead of it.
+        for group in &touched {
+            let _ = self.store.send(StoreMsg::Applied {
+                group: *group,
+                index: self.groups[group].state.applied_index,
+            });
+        }
         for (p, r) in replies {
             (p.cb)(r);
         }
@@ -168,10 +182,6 @@ impl ApplyWorker {
             for (_, cb) in ready {
                 cb(Ok(()));
             }
-            let _ = self.store.send(StoreMsg::Applied {
-                group,
-                index: applied,
-            });
         }
     }
 
@@ -241,6 +251,7 @@ impl ApplyWorker {
         group: u64,
         entries: Vec<Entry>,
         proposals: Vec<Proposal>,
+        conf: Vec<(u64, ConfOutcome)>,
         replies: &mut Vec<Reply>,
     ) {
         let Some(g) = self.groups.get_mut(&group) else {
@@ -250,24 +261,41 @@ impl ApplyWorker {
             return;
         };
         let mut proposals = proposals.into_iter().peekable();
+        let mut conf = conf.into_iter().peekable();
         for e in entries {
+            let outcome = conf.next_if(|(i, _)| *i == e.index).map(|(_, o)| o);
             if e.index <= g.state.applied_index {
                 continue; // replayed after a restart: already in the state engine
             }
-            let reply = match e.get_entry_type() {
-                EntryType::EntryNormal if !e.data.is_empty() => {
-                    self.sm.apply(ctx, &g.desc, e.index, &e.data)
+            let reply: Result<Bytes, StoreError> = match (e.get_entry_type(), outcome) {
+                (EntryType::EntryNormal, _) if !e.data.is_empty() => {
+                    Ok(self.sm.apply(ctx, &g.desc, e.index, &e.data))
                 }
-                // Leader no-ops; conf changes arrive with membership changes.
-                _ => Bytes::new(),
+                (EntryType::EntryNormal, _) => Ok(Bytes::new()), // a leader's no-op
+                (_, Some(Ok((cs, desc)))) => {
+                    put_conf_state(&mut ctx.batch, group, &cs);
+                    put_shard(&mut ctx.batch, &desc);
+                    g.desc = desc;
+                    Ok(Bytes::from_static(b"OK"))
+                }
+                (_, Some(Err(reason))) => Err(StoreError::ConfChangeRejected { group, reason }),
+                (_, None) => Err(StoreError::ConfChangeRejected {
+                    group,
+                    reason: "conf change entry without an outcome".into(),
+                }),
             };
             g.state.applied_index = e.index;
             g.state.applied_term = e.term;
+            let is_conf = e.get_entry_type() != EntryType::EntryNormal;
             while let Some(p) = proposals.next_if(|p| p.index <= e.index) {
-                let r = if p.index == e.index && p.term == e.term {
-                    Ok(reply.clone())
-                } else {
-                    Err(StoreError::Dropped(group))
+                let r = match () {
+                    _ if p.index != e.index || p.term != e.term => Err(StoreError::Dropped(group)),
+                    // Raft turns a refused membership change into an empty normal entry.
+                    _ if p.conf && !is_conf => Err(StoreError::ConfChangeRejected {
+                        group,
+                        reason: "another membership change is in progress".into(),
+                    }),
+                    _ => reply.clone(),
                 };
                 replies.push((p, r));
             }

@@ -28,7 +28,22 @@ pub struct ApplyState {
     pub truncated_term: u64,
 }
 
+/// Bootstrapped groups start with their log truncated at this index (term 5), as TiKV
+/// does: no replica ever holds entries below it, so a replica added later must start from
+/// a snapshot — which carries the shard descriptor and the initial membership that the
+/// log itself never recorded.
+pub const RAFT_INIT_INDEX: u64 = 5;
+
 impl ApplyState {
+    pub fn bootstrap() -> Self {
+        ApplyState {
+            applied_index: RAFT_INIT_INDEX,
+            applied_term: RAFT_INIT_INDEX,
+            truncated_index: RAFT_INIT_INDEX,
+            truncated_term: RAFT_INIT_INDEX,
+        }
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(32);
         for v in [

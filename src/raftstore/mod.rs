@@ -13,6 +13,7 @@ mod apply;
 pub mod keys;
 mod peer;
 mod peer_storage;
+mod raft_log_bridge;
 mod snapshot;
 pub mod state_machine;
 mod store_loop;
@@ -47,6 +48,17 @@ pub enum StoreError {
     Stopped,
     #[error("storage failure: {0}")]
     Storage(String),
+    /// Raft refused the membership change (e.g. another one is still in progress).
+    #[error("membership change of shard {group} rejected: {reason}")]
+    ConfChangeRejected { group: u64, reason: String },
+}
+
+/// One step of a membership change. Several in one request use joint consensus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerChange {
+    AddVoter(u64),
+    AddLearner(u64),
+    Remove(u64),
 }
 
 /// Called with a committed command's reply from the state machine.
@@ -108,6 +120,11 @@ pub struct PeerStatus {
     pub commit: u64,
     pub applied: u64,
     pub last_index: u64,
+    /// Voters of the current configuration (the incoming one while joint), sorted.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// In a joint configuration (a multi-step membership change not yet left).
+    pub joint: bool,
 }
 
 pub(crate) enum StoreMsg {
@@ -128,6 +145,11 @@ pub(crate) enum StoreMsg {
     TransferLeader {
         group: u64,
         to: u64,
+    },
+    ChangePeers {
+        group: u64,
+        changes: Vec<PeerChange>,
+        cb: ProposeCallback,
     },
     Campaign {
         group: u64,
@@ -246,6 +268,27 @@ impl RaftStore {
     pub fn read_wait(&self, group: u64) -> Result<(), StoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.read(group, Box::new(move |r| drop(tx.send(r))));
+        rx.recv().unwrap_or(Err(StoreError::Stopped))
+    }
+
+    /// Changes the membership of shard `group` through Raft (ConfChangeV2: one change is
+    /// applied directly, several through a joint configuration that is left automatically).
+    /// A node added as learner receives a snapshot first and does not vote until promoted.
+    pub fn change_peers(&self, group: u64, changes: Vec<PeerChange>, cb: ProposeCallback) {
+        if let Err(e) = self.tx.send(StoreMsg::ChangePeers { group, changes, cb }) {
+            if let StoreMsg::ChangePeers { cb, .. } = e.into_inner() {
+                cb(Err(StoreError::Stopped));
+            }
+        }
+    }
+
+    pub fn change_peers_wait(
+        &self,
+        group: u64,
+        changes: Vec<PeerChange>,
+    ) -> Result<Bytes, StoreError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.change_peers(group, changes, Box::new(move |r| drop(tx.send(r))));
         rx.recv().unwrap_or(Err(StoreError::Stopped))
     }
 

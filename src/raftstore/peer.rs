@@ -4,10 +4,11 @@
 use super::keys::ApplyState;
 use super::peer_storage::PeerStorage;
 use super::snapshot::WorkerTask;
-use super::{ProposeCallback, ReadCallback, ReadMode, StoreConfig, StoreError};
+use super::{PeerChange, ProposeCallback, ReadCallback, ReadMode, StoreConfig, StoreError};
 use crate::shard::ShardDesc;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::eraftpb::{ConfState, HardState};
 use raft::{RawNode, StateRole};
 use std::collections::{HashMap, VecDeque};
@@ -18,12 +19,16 @@ use tessera_storage::LogEngine;
 pub(crate) struct Proposal {
     pub index: u64,
     pub term: u64,
+    /// A membership change (its entry must be a conf change, or raft refused it).
+    pub conf: bool,
     pub cb: ProposeCallback,
     pub at: Instant,
 }
 
 pub(crate) struct Peer {
     pub desc: ShardDesc,
+    /// This node was removed from the group: the replica no longer ticks or answers.
+    pub removed: bool,
     pub raw: RawNode<PeerStorage>,
     pub proposals: VecDeque<Proposal>,
     reads: HashMap<u64, (ReadCallback, Instant)>,
@@ -41,7 +46,7 @@ impl Peer {
         logger: &slog::Logger,
     ) -> anyhow::Result<Self> {
         let group = desc.id;
-        let hs = log
+        let mut hs = log
             .hard_state(group)
             .map(|h| {
                 let mut hs = HardState::default();
@@ -49,6 +54,10 @@ impl Peer {
                 hs
             })
             .unwrap_or_default();
+        // What the state engine applied (a bootstrap point or a snapshot) was committed, in
+        // a term at least that of the last applied entry, even if no hard state says so yet.
+        hs.commit = hs.commit.max(apply.applied_index);
+        hs.term = hs.term.max(apply.applied_term);
         let storage = PeerStorage {
             group,
             truncated: PeerStorage::truncated_point(log.as_ref(), group, &apply),
@@ -76,6 +85,7 @@ impl Peer {
         let raw = RawNode::new(&rc, storage, &logger.new(slog::o!("shard" => group)))
             .map_err(|e| anyhow::anyhow!("shard {group}: cannot start raft: {e}"))?;
         Ok(Peer {
+            removed: false,
             desc,
             raw,
             proposals: VecDeque::new(),
@@ -112,6 +122,42 @@ impl Peer {
         self.proposals.push_back(Proposal {
             index,
             term,
+            conf: false,
+            cb,
+            at: Instant::now(),
+        });
+    }
+
+    pub fn propose_conf_change(&mut self, changes: &[PeerChange], cb: ProposeCallback) {
+        if !self.is_leader() {
+            return cb(Err(self.not_leader()));
+        }
+        let singles: Vec<ConfChangeSingle> = changes
+            .iter()
+            .map(|c| {
+                let mut s = ConfChangeSingle::default();
+                let (t, node) = match *c {
+                    PeerChange::AddVoter(n) => (ConfChangeType::AddNode, n),
+                    PeerChange::AddLearner(n) => (ConfChangeType::AddLearnerNode, n),
+                    PeerChange::Remove(n) => (ConfChangeType::RemoveNode, n),
+                };
+                s.set_change_type(t);
+                s.node_id = node;
+                s
+            })
+            .collect();
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(singles.into());
+        if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+            return cb(Err(StoreError::ConfChangeRejected {
+                group: self.group(),
+                reason: e.to_string(),
+            }));
+        }
+        self.proposals.push_back(Proposal {
+            index: self.raw.raft.raft_log.last_index(),
+            term: self.raw.raft.term,
+            conf: true,
             cb,
             at: Instant::now(),
         });

@@ -108,11 +108,17 @@ impl raft::Storage for PeerStorage {
 
     /// Served from the group's slot once the worker has built a snapshot at least as new as
     /// `request_index`; until then "temporarily unavailable" (raft asks again later).
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    ///
+    /// A snapshot whose membership does not include `to` is useless to it (raft refuses to
+    /// restore it): that happens when the snapshot was cut before the change adding `to`
+    /// was applied here, so a newer one is built.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let mut slot = self.snap.lock();
         if let SnapSlot::Ready(s) = &*slot {
-            if s.get_metadata().index >= request_index && s.get_metadata().index >= self.truncated.0
-            {
+            let md = s.get_metadata();
+            let cs = md.get_conf_state();
+            let includes_to = cs.voters.contains(&to) || cs.learners.contains(&to);
+            if md.index >= request_index && md.index >= self.truncated.0 && includes_to {
                 return Ok(s.clone());
             }
         }

@@ -18,7 +18,8 @@ use super::{PeerStatus, Shared, StoreConfig, StoreError, StoreMsg, StoreParts};
 use crate::shard::ShardDesc;
 use crate::transport::{MessageBatch, Transport};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use raft::eraftpb::{ConfState, Entry, Message, MessageType};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType};
 use raft::SnapshotStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub(super) fn spawn(
         state_machine,
     } = parts;
     let shards = load_or_bootstrap(&config, state.as_ref(), bootstrap)?;
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let logger = super::raft_log_bridge::logger();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
     let (worker_tx, worker_rx) = crossbeam_channel::unbounded();
     let (wstate, wlog) = (state.clone(), log.clone());
@@ -52,7 +53,12 @@ pub(super) fn spawn(
         .name(format!("tessera-snap-{}", config.node_id))
         .spawn(move || snapshot::run_worker(worker_rx, wstate, wlog))?;
     let mut peers = HashMap::new();
+    let mut tombstones = HashSet::new();
     for desc in shards {
+        if !desc.peers.contains(&config.node_id) {
+            tombstones.insert(desc.id);
+            continue;
+        }
         let group = desc.id;
         let apply = keys::load_apply_state(state.as_ref(), group)?.unwrap_or_default();
         let conf = match keys::load_conf_state(state.as_ref(), group)? {
@@ -93,6 +99,8 @@ pub(super) fn spawn(
         outbox: HashMap::new(),
         ticks: 0,
         applied_since_maintenance: false,
+        logger,
+        tombstones,
     };
     let main = std::thread::Builder::new()
         .name(format!("tessera-store-{}", store.config.node_id))
@@ -128,7 +136,7 @@ fn load_or_bootstrap(
     for d in &mine {
         keys::put_shard(&mut wb, d);
         keys::put_conf_state(&mut wb, d.id, &voters(&d.peers));
-        keys::put_apply_state(&mut wb, d.id, &ApplyState::default());
+        keys::put_apply_state(&mut wb, d.id, &ApplyState::bootstrap());
     }
     state.write(wb)?;
     state.flush()?;
@@ -148,6 +156,9 @@ struct StoreLoop {
     outbox: HashMap<u64, Vec<(u64, Message)>>,
     ticks: u64,
     applied_since_maintenance: bool,
+    logger: slog::Logger,
+    /// Shards this node was removed from: messages for them never recreate a replica.
+    tombstones: HashSet<u64>,
 }
 
 impl StoreLoop {
@@ -206,14 +217,26 @@ impl StoreLoop {
             },
             StoreMsg::Raft(batch) => {
                 for (group, m) in batch.messages {
-                    if let Some(p) = self.peers.get_mut(&group) {
-                        if let Err(e) = p.raw.step(m) {
-                            tracing::debug!("shard {group}: step: {e}");
-                        }
-                        self.dirty.insert(group);
+                    if !self.peers.contains_key(&group) && !self.create_peer(group, &m) {
+                        continue;
                     }
+                    let p = self.peers.get_mut(&group).expect("exists or created");
+                    if p.removed {
+                        continue;
+                    }
+                    if let Err(e) = p.raw.step(m) {
+                        tracing::debug!("shard {group}: step: {e}");
+                    }
+                    self.dirty.insert(group);
                 }
             }
+            StoreMsg::ChangePeers { group, changes, cb } => match self.peers.get_mut(&group) {
+                Some(p) => {
+                    p.propose_conf_change(&changes, cb);
+                    self.dirty.insert(group);
+                }
+                None => cb(Err(StoreError::UnknownShard(group))),
+            },
             StoreMsg::Applied { group, index } => {
                 if let Some(p) = self.peers.get_mut(&group) {
                     p.raw.advance_apply_to(index);
@@ -238,9 +261,50 @@ impl StoreLoop {
         false
     }
 
+    /// A leader is talking to this node about a shard it does not hold: it was just added
+    /// to that shard. Create an empty replica; the leader's snapshot fills it in.
+    fn create_peer(&mut self, group: u64, m: &Message) -> bool {
+        let from_leader = matches!(
+            m.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        );
+        if !from_leader || m.to != self.config.node_id || self.tombstones.contains(&group) {
+            return false;
+        }
+        let desc = ShardDesc {
+            id: group,
+            ..ShardDesc::default()
+        };
+        let apply = ApplyState::default();
+        match Peer::new(
+            &self.config,
+            desc.clone(),
+            self.log.clone(),
+            ConfState::default(),
+            apply,
+            self.worker_tx.clone(),
+            &self.logger,
+        ) {
+            Ok(p) => {
+                let _ = self
+                    .apply_tx
+                    .send(ApplyTask::Register { desc, state: apply });
+                self.peers.insert(group, p);
+                true
+            }
+            Err(e) => {
+                tracing::error!("shard {group}: cannot create replica: {e:#}");
+                false
+            }
+        }
+    }
+
     fn tick_all(&mut self, now: Instant) {
         let deadline = now.checked_sub(self.config.request_timeout);
         for (group, p) in self.peers.iter_mut() {
+            if p.removed {
+                continue;
+            }
             if p.raw.tick() {
                 self.dirty.insert(*group);
             }
@@ -330,7 +394,7 @@ impl StoreLoop {
                 }
             }
             let committed = rd.take_committed_entries();
-            send_committed(&self.apply_tx, p, committed);
+            send_committed(&self.apply_tx, self.config.node_id, p, committed);
             let entries = rd.take_entries();
             if !entries.is_empty() {
                 batch.append(group, entries.iter().map(to_log_entry).collect());
@@ -372,7 +436,7 @@ impl StoreLoop {
                 self.outbox.entry(m.to).or_default().push((group, m));
             }
             let committed = light.take_committed_entries();
-            send_committed(&self.apply_tx, p, committed);
+            send_committed(&self.apply_tx, self.config.node_id, p, committed);
             if p.raw.has_ready() {
                 self.dirty.insert(group);
             }
@@ -416,20 +480,60 @@ impl StoreLoop {
     }
 }
 
-fn send_committed(apply_tx: &Sender<ApplyTask>, p: &mut Peer, entries: Vec<Entry>) {
+/// Hands committed entries (and the proposals they answer) to the apply thread. Membership
+/// changes take effect in raft here, in log order, and the resulting conf state and shard
+/// descriptor travel with the entries so the apply thread persists them atomically.
+fn send_committed(apply_tx: &Sender<ApplyTask>, node: u64, p: &mut Peer, entries: Vec<Entry>) {
     let Some(last) = entries.last().map(|e| e.index) else {
         return;
     };
+    let mut conf = Vec::new();
+    for e in &entries {
+        let applied = match e.get_entry_type() {
+            EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)
+                .map_err(|err| err.to_string())
+                .and_then(|cc| p.raw.apply_conf_change(&cc).map_err(|err| err.to_string())),
+            EntryType::EntryConfChange => ConfChange::parse_from_bytes(&e.data)
+                .map_err(|err| err.to_string())
+                .and_then(|cc| p.raw.apply_conf_change(&cc).map_err(|err| err.to_string())),
+            EntryType::EntryNormal => continue,
+        };
+        let result = applied.map(|cs| {
+            let mut peers: Vec<u64> = cs
+                .voters
+                .iter()
+                .chain(&cs.learners)
+                .chain(&cs.voters_outgoing)
+                .chain(&cs.learners_next)
+                .copied()
+                .collect();
+            peers.sort_unstable();
+            peers.dedup();
+            p.desc.peers = peers;
+            p.desc.epoch.conf_ver += 1;
+            p.removed = !p.desc.peers.contains(&node);
+            p.raw.mut_store().conf_state = cs.clone();
+            (cs, p.desc.clone())
+        });
+        conf.push((e.index, result));
+    }
     let proposals = p.take_proposals_upto(last);
     let _ = apply_tx.send(ApplyTask::Entries {
         group: p.group(),
         entries,
         proposals,
+        conf,
     });
 }
 
 fn peer_status(p: &Peer) -> PeerStatus {
     let r = &p.raw.raft;
+    let cs = r.prs().conf().to_conf_state();
+    let sorted = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
     PeerStatus {
         group: p.group(),
         leader: (r.leader_id != raft::INVALID_ID).then_some(r.leader_id),
@@ -438,5 +542,8 @@ fn peer_status(p: &Peer) -> PeerStatus {
         commit: r.raft_log.committed,
         applied: r.raft_log.applied,
         last_index: r.raft_log.last_index(),
+        voters: sorted(&cs.voters),
+        learners: sorted(&cs.learners),
+        joint: !cs.voters_outgoing.is_empty(),
     }
 }

@@ -83,6 +83,7 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     persisted: BTreeMap<u64, Persisted>,
     configure: fn(&mut StoreConfig),
+    engines: Engines,
     kind: Net,
     tcp_addrs: BTreeMap<u64, SocketAddr>,
     prebound: BTreeMap<u64, TcpListener>,
@@ -107,6 +108,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             persisted: BTreeMap::new(),
             configure: opts.configure,
+            engines: opts.engines,
             kind: opts.net,
             tcp_addrs: BTreeMap::new(),
             prebound: BTreeMap::new(),
@@ -120,19 +122,29 @@ impl Cluster {
             }
         }
         for id in ids {
-            let p = match opts.engines {
-                Engines::Memory => Persisted::Memory {
-                    log: MemLogEngine::new(),
-                    state: Arc::new(MemStateEngine::new()),
-                },
-                Engines::Real => Persisted::Real {
-                    dir: c._dir.path().join(format!("node-{id}")),
-                },
-            };
-            c.persisted.insert(id, p);
-            c.boot(id)?;
+            c.add_node(id)?;
         }
         Ok(c)
+    }
+
+    /// Starts node `id` with empty storage. Nodes outside the initial layout hold no shard
+    /// until a membership change adds them (simulated network only).
+    pub fn add_node(&mut self, id: u64) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.kind == Net::Sim || self.tcp_addrs.contains_key(&id),
+            "nodes can join a TCP cluster only at start"
+        );
+        let p = match self.engines {
+            Engines::Memory => Persisted::Memory {
+                log: MemLogEngine::new(),
+                state: Arc::new(MemStateEngine::new()),
+            },
+            Engines::Real => Persisted::Real {
+                dir: self._dir.path().join(format!("node-{id}")),
+            },
+        };
+        self.persisted.insert(id, p);
+        self.boot(id)
     }
 
     fn boot(&mut self, id: u64) -> anyhow::Result<()> {

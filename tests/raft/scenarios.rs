@@ -1,7 +1,7 @@
 //! The core scenarios, each run on memory engines and on real storage (file log + RocksDB).
 
 use std::time::Duration;
-use tessera::raftstore::{kv_put, ReadMode, StoreError};
+use tessera::raftstore::{kv_put, PeerChange, ReadMode, StoreError};
 use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines};
 
 const T: Duration = Duration::from_secs(10);
@@ -213,6 +213,71 @@ pub fn lagging_follower_is_caught_up_by_snapshot(engines: Engines) {
     assert!(replicated_everywhere(&c, "late", "2"));
 }
 
+fn store_of(c: &Cluster, id: u64) -> &tessera::raftstore::RaftStore {
+    &c.node(id).unwrap().store
+}
+
+pub fn membership_changes_with_learners_and_joint_consensus(engines: Engines) {
+    let mut c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let leader = c.wait_leader(1, T).unwrap();
+    for i in 0..20 {
+        put(&c, &format!("m{i}"), "before");
+    }
+    // A new node joins as a learner: it gets a snapshot (the log starts past what it needs).
+    c.add_node(4).unwrap();
+    assert_eq!(
+        &store_of(&c, leader)
+            .change_peers_wait(1, vec![PeerChange::AddLearner(4)])
+            .unwrap()[..],
+        b"OK"
+    );
+    assert!(
+        replicated_everywhere(&c, "m19", "before"),
+        "the learner caught up"
+    );
+    put(&c, "learner", "sees this");
+    assert!(replicated_everywhere(&c, "learner", "sees this"));
+    // Promote it, and move leadership to node 3 so the old members can leave.
+    let l = c.leader(1).unwrap();
+    assert_eq!(
+        &store_of(&c, l)
+            .change_peers_wait(1, vec![PeerChange::AddVoter(4)])
+            .unwrap()[..],
+        b"OK"
+    );
+    // A transfer can be refused while the target still applies a membership change; retry.
+    let moved = wait_for(T, || {
+        if c.leader(1) == Some(3) {
+            return Some(());
+        }
+        if let Some(l) = c.leader(1) {
+            store_of(&c, l).transfer_leader(1, 3);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        None
+    });
+    assert!(moved.is_some(), "leadership did not move to 3");
+    // Joint consensus: remove nodes 1 and 2 in one change; {3, 4} remain.
+    assert_eq!(
+        &store_of(&c, 3)
+            .change_peers_wait(1, vec![PeerChange::Remove(1), PeerChange::Remove(2)])
+            .unwrap()[..],
+        b"OK"
+    );
+    // The leader leaves the joint configuration on its own; wait until it has.
+    let left_joint = wait_for(T, || {
+        let s = c.status(3, 1)?;
+        (s.voters == vec![3, 4] && !s.joint && s.applied >= s.commit).then_some(())
+    });
+    assert!(left_joint.is_some(), "still joint: {:?}", c.status(3, 1));
+    c.crash(1);
+    c.crash(2);
+    // Only 3 and 4 are voters now, so writes still commit with 1 and 2 gone.
+    put(&c, "after", "joint");
+    assert_eq!(get(&c, "m7").as_deref(), Some("before"));
+    assert!(replicated_everywhere(&c, "after", "joint"));
+}
+
 macro_rules! on_engines {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[test] fn $case() { super::$case(super::Engines::Memory); } )* }
@@ -229,6 +294,7 @@ on_engines!(
     shards_are_independent_groups,
     lease_reads_are_served_by_the_leader,
     lagging_follower_is_caught_up_by_snapshot,
+    membership_changes_with_learners_and_joint_consensus,
 );
 
 /// The core scenarios again, on real storage and real TCP over loopback.
