@@ -5,6 +5,9 @@
 //! included, divided by writes). Run: `cargo bench --bench raft_cluster`
 //! (`RAFT_BENCH_SECS` sets the measured seconds per case, default 5).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crossbeam_channel::unbounded;
 use std::time::{Duration, Instant};
 use tessera::raftstore::kv_put;
@@ -123,9 +126,21 @@ fn main() {
         .unwrap_or(5.0);
     println!("| replicas | shards | proposers | writes/s | p50 | p99 | CPU-µs/write | errors |");
     println!("|---|---|---|---|---|---|---|---|");
+    // RAFT_BENCH_ONLY=replicas,shards,proposers runs one case (e.g. under a profiler).
+    let only: Option<(u64, u64, usize)> = std::env::var("RAFT_BENCH_ONLY").ok().and_then(|s| {
+        let v: Vec<&str> = s.split(',').collect();
+        Some((
+            v.first()?.parse().ok()?,
+            v.get(1)?.parse().ok()?,
+            v.get(2)?.parse().ok()?,
+        ))
+    });
     for replicas in [3u64, 1] {
         for shards in [1u64, 16] {
             for proposers in [1usize, 64, 512] {
+                if only.is_some_and(|o| o != (replicas, shards, proposers)) {
+                    continue;
+                }
                 let r = run(replicas, shards, proposers, secs);
                 println!(
                     "| {replicas} | {shards} | {proposers} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {} |",

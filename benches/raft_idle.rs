@@ -3,6 +3,9 @@
 //! the whole process uses while idle (all three nodes: ticks, heartbeats, batching).
 //! Run: `cargo bench --bench raft_idle` (`IDLE_SHARDS`, `IDLE_SECS` override 1000 and 10).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines, Net};
 

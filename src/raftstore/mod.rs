@@ -89,8 +89,10 @@ pub struct StoreConfig {
     /// A group's log is compacted once this many applied (and durably flushed) entries
     /// follow its truncation point; a follower that falls further behind gets a snapshot.
     pub compact_log_threshold: u64,
-    /// Every this many ticks: flush the state engine, GC the log, compact logs.
+    /// Every this many ticks: compact logs, and — once the log holds `log_flush_bytes` —
+    /// flush the state engine (so logs may compact further) and GC the log.
     pub maintenance_ticks: u64,
+    pub log_flush_bytes: u64,
 }
 
 impl StoreConfig {
@@ -106,6 +108,7 @@ impl StoreConfig {
             request_timeout: Duration::from_secs(5),
             compact_log_threshold: 10_000,
             maintenance_ticks: 50,
+            log_flush_bytes: 128 << 20,
         }
     }
 }

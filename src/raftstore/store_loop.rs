@@ -317,7 +317,10 @@ impl StoreLoop {
             if let Err(e) = self.compact_logs() {
                 tracing::error!("node {}: log compaction failed: {e}", self.config.node_id);
             }
-            if std::mem::take(&mut self.applied_since_maintenance) {
+            // Flushing the state engine lets logs compact; it is only worth it (and its
+            // compaction churn) once the log has grown: RocksDB flushes full memtables anyway.
+            let log_big = self.log.status().bytes >= self.config.log_flush_bytes;
+            if log_big && std::mem::take(&mut self.applied_since_maintenance) {
                 let _ = self.worker_tx.send(WorkerTask::Maintain);
             }
         }

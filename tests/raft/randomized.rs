@@ -55,6 +55,7 @@ fn run(seed: u64, engines: Engines, steps: usize) {
     o.configure = |c| {
         c.compact_log_threshold = 10;
         c.maintenance_ticks = 5;
+        c.log_flush_bytes = 0;
     };
     let mut c = Cluster::start(o).unwrap();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);

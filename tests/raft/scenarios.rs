@@ -176,6 +176,7 @@ pub fn lagging_follower_is_caught_up_by_snapshot(engines: Engines) {
     o.configure = |c| {
         c.compact_log_threshold = 20;
         c.maintenance_ticks = 5;
+        c.log_flush_bytes = 0;
     };
     let mut c = Cluster::start(o).unwrap();
     let leader = c.wait_leader(1, T).unwrap();
