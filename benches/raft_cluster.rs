@@ -12,6 +12,7 @@ use crossbeam_channel::unbounded;
 use std::time::{Duration, Instant};
 use tessera::raftstore::kv_put;
 use tessera::testkit::cluster::{Cluster, ClusterOptions, Engines, Net};
+use tessera::testkit::process_cpu_time;
 
 struct Outcome {
     writes: u64,
@@ -20,20 +21,6 @@ struct Outcome {
     p50_us: u64,
     p99_us: u64,
     cpu_us_per_write: f64,
-}
-
-/// User + system CPU time of this whole process (every thread, every node).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we pass; no other preconditions.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
@@ -77,7 +64,7 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
             submit(slot, &mut counter);
         }
     }
-    let (start, cpu0) = (Instant::now(), cpu_time());
+    let (start, cpu0) = (Instant::now(), process_cpu_time());
     let end = start + Duration::from_secs_f64(secs);
     let mut lat = Vec::with_capacity(1 << 20);
     let mut errors = 0;
@@ -94,7 +81,7 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
             Err(_) => break,
         }
     }
-    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), cpu_time() - cpu0);
+    let (elapsed, cpu) = (start.elapsed().as_secs_f64(), process_cpu_time() - cpu0);
     // Let the in-flight proposals finish before the cluster shuts down.
     for _ in 0..proposers {
         let _ = done.recv_timeout(Duration::from_secs(5));

@@ -8,20 +8,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines, Net};
-
-/// User + system CPU time of this whole process (every thread, every node).
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we pass; no other preconditions.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
+use tessera::testkit::process_cpu_time;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -50,9 +37,9 @@ fn main() {
     );
     // Let elections and the first heartbeats settle, then measure idle cost.
     std::thread::sleep(Duration::from_secs(2));
-    let (t0, cpu0) = (Instant::now(), cpu_time());
+    let (t0, cpu0) = (Instant::now(), process_cpu_time());
     std::thread::sleep(Duration::from_secs(secs));
-    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+    let (wall, cpu) = (t0.elapsed(), process_cpu_time() - cpu0);
     let pct = cpu.as_secs_f64() / wall.as_secs_f64() * 100.0;
     println!(
         "idle: {:.1}% of one core for the whole process ({:.1} µs CPU per shard-replica per second)",

@@ -49,6 +49,27 @@ impl Bounds {
         Ok(())
     }
 
+    /// Bounds check for reading `[low, high)`, producing the trait's errors.
+    pub fn check_read(&self, group: u64, low: u64, high: u64) -> Result<()> {
+        let first = self.first.unwrap_or(self.compacted.max(1));
+        if low < first {
+            return Err(Error::Compacted {
+                group,
+                index: low,
+                first,
+            });
+        }
+        let last = self.last.unwrap_or(first - 1);
+        if high > last + 1 {
+            return Err(Error::Unavailable {
+                group,
+                index: high - 1,
+                last,
+            });
+        }
+        Ok(())
+    }
+
     pub fn reset(&mut self, to: u64) {
         (self.first, self.last) = (None, None);
         self.compacted = self.compacted.max(to);
@@ -258,23 +279,7 @@ impl GroupIndex {
 
     /// Bounds check for reads, producing the trait's errors.
     pub fn check_range(&self, group: u64, low: u64, high: u64) -> Result<()> {
-        let first = self.first_index().unwrap_or(self.compacted_to.max(1));
-        if low < first {
-            return Err(Error::Compacted {
-                group,
-                index: low,
-                first,
-            });
-        }
-        let last = self.last_index().unwrap_or(first - 1);
-        if high > last + 1 {
-            return Err(Error::Unavailable {
-                group,
-                index: high - 1,
-                last,
-            });
-        }
-        Ok(())
+        self.bounds().check_read(group, low, high)
     }
 }
 

@@ -7,7 +7,7 @@ use super::batch::{GroupOp, LogBatch};
 use super::index::Bounds;
 use super::writer::DurableTicket;
 use super::{GcStats, HardState, IoBackend, LogEngine, LogEntry, LogStatus};
-use crate::{Error, Result};
+use crate::Result;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -34,27 +34,7 @@ impl MemGroup {
     }
 
     fn check_range(&self, group: u64, low: u64, high: u64) -> Result<()> {
-        let first = if self.entries.is_empty() {
-            self.compacted_to.max(1)
-        } else {
-            self.first
-        };
-        if low < first {
-            return Err(Error::Compacted {
-                group,
-                index: low,
-                first,
-            });
-        }
-        let last = self.last_index().unwrap_or(first - 1);
-        if high > last + 1 {
-            return Err(Error::Unavailable {
-                group,
-                index: high - 1,
-                last,
-            });
-        }
-        Ok(())
+        self.bounds().check_read(group, low, high)
     }
 }
 
