@@ -107,13 +107,8 @@ fn probe_uring() -> Result<IoUring, String> {
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| format!("io_uring probe failed: {e}"))?;
-    for (name, code) in [
-        ("write", opcode::Write::CODE),
-        ("fsync", opcode::Fsync::CODE),
-    ] {
-        if !probe.is_supported(code) {
-            return Err(format!("io_uring lacks the {name} opcode"));
-        }
+    if !probe.is_supported(opcode::Write::CODE) {
+        return Err("io_uring lacks the write opcode".into());
     }
     let nop = opcode::Nop::new().build().user_data(0);
     // SAFETY: a NOP references no memory.
