@@ -7,9 +7,8 @@
 //! raft-rs picks the result up on its next attempt. The same worker flushes the state
 //! engine and garbage-collects the log when the store asks, so neither blocks the loop.
 //!
-//! Snapshot data: `desc:bytes (cf:u8 n:u32 (key:bytes value:bytes)*)*`. The snapshot
-//! travels inside the Raft message (chunked streaming on its own connection is follow-up
-//! work; today a large shard's snapshot delays that peer connection while it is written).
+//! Snapshot data: `desc:bytes (cf:u8 n:u32 (key:bytes value:bytes)*)*`, built in memory.
+//! Over TCP it travels in chunks on its own connection (`transport::snapshot_stream`).
 
 use super::keys;
 use crate::shard::ShardDesc;

@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod sim;
+pub mod snapshot_stream;
 pub mod tcp;
 
 pub use codec::MessageBatch;

@@ -8,11 +8,13 @@
 //! a frame that is oversized or malformed closes that connection.
 
 use super::codec::{decode_batch, encode_batch};
+use super::snapshot_stream;
 use super::{MessageBatch, Transport};
 use crate::raftstore::StoreInbox;
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
+use raft::eraftpb::MessageType;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,7 +31,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 struct PeerLink {
     tx: Sender<MessageBatch>,
+    addr: SocketAddr,
 }
+
+/// First byte of a regular peer connection (snapshot streams start with
+/// [`snapshot_stream::PREFACE`]).
+const RAFT_PREFACE: u8 = b'R';
 
 pub struct TcpTransport {
     node: u64,
@@ -82,7 +89,7 @@ impl TcpTransport {
             .spawn(move || send_loop(addr, rx, stop));
         if spawned.is_ok() {
             // Dropping the old sender ends the old thread.
-            self.peers.lock().insert(node, PeerLink { tx });
+            self.peers.lock().insert(node, PeerLink { tx, addr });
         }
     }
 
@@ -113,8 +120,37 @@ impl Drop for TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    fn send(&self, to_node: u64, batch: MessageBatch) {
+    fn send(&self, to_node: u64, mut batch: MessageBatch) {
         let peers = self.peers.lock();
+        // Snapshots go on their own connection, in chunks; the rest keeps its order.
+        if batch
+            .messages
+            .iter()
+            .any(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot)
+        {
+            let (snaps, rest): (Vec<_>, Vec<_>) = batch
+                .messages
+                .into_iter()
+                .partition(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot);
+            batch.messages = rest;
+            if let Some(link) = peers.get(&to_node) {
+                for (group, m) in snaps {
+                    let (addr, from) = (link.addr, self.node);
+                    let _ = std::thread::Builder::new()
+                        .name(format!("raft-snap-{from}-{to_node}"))
+                        .spawn(move || {
+                            if let Err(e) = snapshot_stream::send(addr, from, group, m) {
+                                tracing::warn!(
+                                    "snapshot of shard {group} to node {to_node} failed: {e}"
+                                );
+                            }
+                        });
+                }
+            }
+            if batch.messages.is_empty() {
+                return;
+            }
+        }
         let sent = match peers.get(&to_node) {
             Some(link) => match link.tx.try_send(batch) {
                 Ok(()) => true,
@@ -152,7 +188,7 @@ fn accept_loop(
             .name("raft-recv".into())
             .spawn(move || {
                 let closer = conn.try_clone();
-                if let Err(e) = read_loop(conn, inbox, stop) {
+                if let Err(e) = serve_connection(conn, inbox, stop) {
                     tracing::debug!("raft connection closed: {e}");
                 }
                 // The accepted-list clone keeps the socket open: shut it for real.
@@ -163,8 +199,28 @@ fn accept_loop(
     }
 }
 
-fn read_loop(mut conn: TcpStream, inbox: StoreInbox, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+fn serve_connection(
+    mut conn: TcpStream,
+    inbox: StoreInbox,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
     conn.set_nodelay(true)?;
+    let mut preface = [0u8; 1];
+    conn.read_exact(&mut preface)?;
+    match preface[0] {
+        RAFT_PREFACE => read_loop(conn, inbox, stop),
+        snapshot_stream::PREFACE => {
+            inbox.deliver(snapshot_stream::receive(&mut conn)?);
+            Ok(())
+        }
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unknown connection preface {other:#x}"),
+        )),
+    }
+}
+
+fn read_loop(mut conn: TcpStream, inbox: StoreInbox, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     let mut len = [0u8; 4];
     while !stop.load(Ordering::Relaxed) {
         conn.read_exact(&mut len)?;
@@ -194,8 +250,11 @@ fn send_loop(addr: SocketAddr, rx: Receiver<MessageBatch>, stop: Arc<AtomicBool>
         }
         if conn.is_none() {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-                Ok(c) => {
+                Ok(mut c) => {
                     let _ = c.set_nodelay(true);
+                    if c.write_all(&[RAFT_PREFACE]).is_err() {
+                        continue; // the batch is dropped; Raft resends
+                    }
                     conn = Some(c);
                     backoff = BACKOFF_MIN;
                 }
@@ -269,16 +328,64 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_stream_on_their_own_connection_in_chunks() {
+        let (inbox2, rx2) = RaftStore::channel();
+        let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr2 = l2.local_addr().unwrap();
+        let _t2 = TcpTransport::start(2, l2, inbox2).unwrap();
+        let (inbox1, _rx1) = RaftStore::channel();
+        let t1 = TcpTransport::start(1, TcpListener::bind("127.0.0.1:0").unwrap(), inbox1).unwrap();
+        t1.set_peer(2, addr2);
+        let mut snap = Message::default();
+        snap.set_msg_type(MessageType::MsgSnapshot);
+        (snap.from, snap.to, snap.term) = (1, 2, 9);
+        let data: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        snap.mut_snapshot().data = Bytes::from(data.clone());
+        snap.mut_snapshot().mut_metadata().index = 42;
+        let mut b = batch(1);
+        b.messages.push((5, snap.clone()));
+        t1.send(2, b);
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            got.extend(
+                rx2.recv_batch(Duration::from_secs(10))
+                    .expect("delivered")
+                    .messages,
+            );
+        }
+        let s = got
+            .iter()
+            .find(|(_, m)| m.get_msg_type() == MessageType::MsgSnapshot)
+            .expect("snapshot");
+        assert_eq!(s.0, 5);
+        assert_eq!(s.1.get_snapshot().get_metadata().index, 42);
+        assert_eq!(
+            &s.1.get_snapshot().data[..],
+            &data[..],
+            "3 MiB snapshot reassembled intact"
+        );
+        assert!(got
+            .iter()
+            .any(|(g, m)| *g == 3 && m.get_msg_type() == MessageType::MsgHeartbeat));
+    }
+
+    #[test]
     fn oversized_or_garbage_frames_close_the_connection() {
         let (inbox, rx) = RaftStore::channel();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let _t = TcpTransport::start(9, l, inbox).unwrap();
-        for frame in [((MAX_FRAME + 1) as u32).to_le_bytes().to_vec(), {
-            let mut f = 5u32.to_le_bytes().to_vec();
-            f.extend_from_slice(b"junk!");
-            f
-        }] {
+        let oversized = [&[RAFT_PREFACE][..], &((MAX_FRAME + 1) as u32).to_le_bytes()].concat();
+        let garbage = [&[RAFT_PREFACE][..], &5u32.to_le_bytes(), b"junk!"].concat();
+        let bad_preface = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        let huge_chunk = [
+            &[snapshot_stream::PREFACE][..],
+            &[0u8; 16],
+            &0u32.to_le_bytes(),
+            &u32::MAX.to_le_bytes(),
+        ]
+        .concat();
+        for frame in [oversized, garbage, bad_preface, huge_chunk] {
             let mut c = TcpStream::connect(addr).unwrap();
             c.write_all(&frame).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 use tessera::raftstore::{kv_put, PeerChange, ReadMode, StoreError};
-use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines};
+use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines, Net};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -172,7 +172,12 @@ pub fn lease_reads_are_served_by_the_leader(engines: Engines) {
 }
 
 pub fn lagging_follower_is_caught_up_by_snapshot(engines: Engines) {
+    lagging_follower_case(engines, Net::Sim);
+}
+
+fn lagging_follower_case(engines: Engines, net: Net) {
     let mut o = ClusterOptions::new(3, 1, engines);
+    o.net = net;
     o.configure = |c| {
         c.compact_log_threshold = 20;
         c.maintenance_ticks = 5;
@@ -301,7 +306,11 @@ on_engines!(
 /// The core scenarios again, on real storage and real TCP over loopback.
 mod tcp {
     use super::*;
-    use tessera::testkit::cluster::Net;
+
+    #[test]
+    fn lagging_follower_is_caught_up_by_a_streamed_snapshot_over_tcp() {
+        lagging_follower_case(Engines::Real, Net::Tcp);
+    }
 
     fn tcp_cluster(nodes: u64, shards: u64) -> Cluster {
         let mut o = ClusterOptions::new(nodes, shards, Engines::Real);
