@@ -153,6 +153,10 @@ impl Cluster {
             Persisted::Real { dir } => {
                 let mut lo = LogOptions::new(dir.join("raft-log"));
                 lo.segment_size = 8 << 20;
+                // Benches compare log I/O paths with TESSERA_LOG_IO=sync.
+                if std::env::var("TESSERA_LOG_IO").as_deref() == Ok("sync") {
+                    lo.io_mode = tessera_storage::IoMode::Sync;
+                }
                 let mut so = StateOptions::new(dir.join("state"));
                 so.block_cache_bytes = 8 << 20;
                 so.write_buffer_bytes = 4 << 20;
