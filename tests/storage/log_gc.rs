@@ -119,6 +119,20 @@ fn gc_leaves_mostly_live_segments_alone() {
     check(&e, 1, 1, 200);
 }
 
+/// Compacts group 1 below `to` and records a hard state, in one batch.
+fn compact_with_hard_state(e: &impl LogEngine, to: u64, term: u64, commit: u64) {
+    let mut b = LogBatch::new();
+    b.compact(1, to).set_hard_state(
+        1,
+        HardState {
+            term,
+            vote: 1,
+            commit,
+        },
+    );
+    e.write(b).unwrap();
+}
+
 /// A crash after GC installed the new base but before the manifest dropped the folded
 /// segments: the base is replayed first, then the folded segments again. Same state.
 #[test]
@@ -128,28 +142,10 @@ fn crash_between_base_install_and_manifest_update_replays_to_the_same_state() {
     let e = h.open();
     fill(&e, &[1, 2], 1, 5);
     fill(&e, &[1], 6, 200);
-    let mut b = LogBatch::new();
-    b.compact(1, 150).set_hard_state(
-        1,
-        HardState {
-            term: 1,
-            vote: 1,
-            commit: 150,
-        },
-    );
-    e.write(b).unwrap();
+    compact_with_hard_state(&e, 150, 1, 150);
     e.gc().unwrap();
     fill(&e, &[1], 201, 400);
-    let mut b = LogBatch::new();
-    b.compact(1, 390).set_hard_state(
-        1,
-        HardState {
-            term: 2,
-            vote: 1,
-            commit: 399,
-        },
-    );
-    e.write(b).unwrap();
+    compact_with_hard_state(&e, 390, 2, 399);
     drop(e);
     let backup = tempfile::tempdir().unwrap();
     let copy = |from: &std::path::Path, to: &std::path::Path, skip_base: bool| {
