@@ -139,7 +139,7 @@ impl ApplyWorker {
         }
         for group in &touched {
             let g = &self.groups[group];
-            put_apply_state(&mut ctx.batch, *group, &g.state);
+            put_apply_state(ctx.batch_mut(), *group, &g.state);
         }
         let batch = ctx.take_batch();
         if !batch.is_empty() {
@@ -273,8 +273,8 @@ impl ApplyWorker {
                 }
                 (EntryType::EntryNormal, _) => Ok(Bytes::new()), // a leader's no-op
                 (_, Some(Ok((cs, desc)))) => {
-                    put_conf_state(&mut ctx.batch, group, &cs);
-                    put_shard(&mut ctx.batch, &desc);
+                    put_conf_state(ctx.batch_mut(), group, &cs);
+                    put_shard(ctx.batch_mut(), &desc);
                     g.desc = desc;
                     Ok(Bytes::from_static(b"OK"))
                 }

@@ -8,13 +8,15 @@
 use crate::shard::ShardDesc;
 use bytes::{BufMut, Bytes};
 use std::collections::HashMap;
-use tessera_storage::{Cf, StateEngine, WriteBatch};
+use tessera_storage::{BatchOp, Cf, StateEngine, WriteBatch};
 
 /// Reads and writes of one apply round.
 pub struct ApplyContext<'a> {
     state: &'a dyn StateEngine,
-    pub(crate) batch: WriteBatch,
-    overlay: HashMap<(Cf, Vec<u8>), Option<Vec<u8>>>,
+    batch: WriteBatch,
+    /// (cf, key) → position of its latest put/delete in `batch`. Built on the round's first
+    /// read, so write-only rounds pay nothing for read-your-writes.
+    index: Option<HashMap<(Cf, Vec<u8>), usize>>,
 }
 
 impl<'a> ApplyContext<'a> {
@@ -22,31 +24,57 @@ impl<'a> ApplyContext<'a> {
         ApplyContext {
             state,
             batch: WriteBatch::new(),
-            overlay: HashMap::new(),
+            index: None,
         }
     }
 
     /// The value as of the previous command (this round's writes included).
-    pub fn get(&self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
-        match self.overlay.get(&(cf, key.to_vec())) {
-            Some(v) => Ok(v.clone()),
+    pub fn get(&mut self, cf: Cf, key: &[u8]) -> tessera_storage::Result<Option<Vec<u8>>> {
+        let batch = &self.batch;
+        let index = self.index.get_or_insert_with(|| {
+            let mut idx = HashMap::new();
+            for (pos, op) in batch.ops().iter().enumerate() {
+                match op {
+                    BatchOp::Put(cf, k, _) | BatchOp::Delete(cf, k) => {
+                        idx.insert((*cf, k.clone()), pos);
+                    }
+                    BatchOp::DeleteRange(..) => {}
+                }
+            }
+            idx
+        });
+        match index.get(&(cf, key.to_vec())).map(|pos| &batch.ops()[*pos]) {
+            Some(BatchOp::Put(_, _, v)) => Ok(Some(v.clone())),
+            Some(_) => Ok(None),
             None => self.state.get(cf, key),
         }
     }
 
     pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
-        self.overlay
-            .insert((cf, key.to_vec()), Some(value.to_vec()));
         self.batch.put(cf, key, value);
+        self.note_write(cf, key);
     }
 
     pub fn delete(&mut self, cf: Cf, key: &[u8]) {
-        self.overlay.insert((cf, key.to_vec()), None);
         self.batch.delete(cf, key);
+        self.note_write(cf, key);
+    }
+
+    fn note_write(&mut self, cf: Cf, key: &[u8]) {
+        if let Some(idx) = &mut self.index {
+            idx.insert((cf, key.to_vec()), self.batch.len() - 1);
+        }
+    }
+
+    /// The round's batch, for the apply loop's own metadata writes (drops the read index,
+    /// which is rebuilt on the next read).
+    pub(crate) fn batch_mut(&mut self) -> &mut WriteBatch {
+        self.index = None;
+        &mut self.batch
     }
 
     pub(crate) fn take_batch(&mut self) -> WriteBatch {
-        self.overlay.clear();
+        self.index = None;
         std::mem::take(&mut self.batch)
     }
 }
@@ -122,5 +150,74 @@ impl StateMachine for KvStateMachine {
             },
             _ => Bytes::from_static(b"ERR unknown command"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::static_layout;
+    use tessera_storage::MemStateEngine;
+
+    #[test]
+    fn reads_see_earlier_writes_of_the_same_round() {
+        let state = MemStateEngine::new();
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, "old", "on disk");
+        state.write(wb).unwrap();
+        let mut ctx = ApplyContext::new(&state);
+        ctx.put(Cf::Data, b"a", b"1");
+        assert_eq!(ctx.get(Cf::Data, b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            ctx.get(Cf::Data, b"old").unwrap().as_deref(),
+            Some(&b"on disk"[..])
+        );
+        ctx.delete(Cf::Data, b"old");
+        ctx.put(Cf::Data, b"a", b"2");
+        assert_eq!(
+            ctx.get(Cf::Data, b"old").unwrap(),
+            None,
+            "deleted in this round"
+        );
+        assert_eq!(
+            ctx.get(Cf::Data, b"a").unwrap().as_deref(),
+            Some(&b"2"[..]),
+            "latest write wins"
+        );
+        assert_eq!(
+            ctx.get(Cf::Lock, b"a").unwrap(),
+            None,
+            "column families are separate"
+        );
+        ctx.batch_mut().put(Cf::Raft, "meta", "m");
+        assert_eq!(
+            ctx.get(Cf::Data, b"a").unwrap().as_deref(),
+            Some(&b"2"[..]),
+            "index rebuilt"
+        );
+        let batch = ctx.take_batch();
+        assert_eq!(batch.len(), 4);
+    }
+
+    #[test]
+    fn kv_machine_deletes_what_it_put_in_the_same_round() {
+        let state = MemStateEngine::new();
+        let shard = static_layout(1, &[1]).remove(0);
+        let mut ctx = ApplyContext::new(&state);
+        let mut sm = KvStateMachine;
+        assert_eq!(
+            &sm.apply(&mut ctx, &shard, 6, &kv_put(b"k", b"v"))[..],
+            b"OK"
+        );
+        assert_eq!(&sm.apply(&mut ctx, &shard, 7, &kv_delete(b"k"))[..], b"1");
+        assert_eq!(&sm.apply(&mut ctx, &shard, 8, &kv_delete(b"k"))[..], b"0");
+        assert_eq!(
+            &sm.apply(&mut ctx, &shard, 9, b"\x01\xff")[..],
+            b"ERR truncated command"
+        );
+        assert_eq!(
+            &sm.apply(&mut ctx, &shard, 10, b"")[..],
+            b"ERR empty command"
+        );
     }
 }
