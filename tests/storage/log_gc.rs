@@ -4,6 +4,13 @@
 use crate::harness::{entries, payload, FileLog, LogHarness};
 use tessera_storage::{HardState, IoMode, LogBatch, LogEngine};
 
+/// The hard state group 2 writes before going idle.
+const IDLE_HS: HardState = HardState {
+    term: 1,
+    vote: 2,
+    commit: 5,
+};
+
 fn fill(e: &impl LogEngine, groups: &[u64], from: u64, to: u64) {
     for i in from..=to {
         let mut b = LogBatch::new();
@@ -40,14 +47,7 @@ fn gc_folds_dead_segments_and_keeps_live_entries() {
     // Group 1 is busy and compacts; group 2 wrote a little early on and then went idle.
     fill(&e, &[1, 2], 1, 5);
     let mut b = LogBatch::new();
-    b.set_hard_state(
-        2,
-        HardState {
-            term: 1,
-            vote: 2,
-            commit: 5,
-        },
-    );
+    b.set_hard_state(2, IDLE_HS);
     e.write(b).unwrap();
     fill(&e, &[1], 6, 400);
     let before = e.status();
@@ -65,25 +65,11 @@ fn gc_folds_dead_segments_and_keeps_live_entries() {
     );
     check(&e, 1, 390, 400);
     check(&e, 2, 1, 5);
-    assert_eq!(
-        e.hard_state(2),
-        Some(HardState {
-            term: 1,
-            vote: 2,
-            commit: 5
-        })
-    );
+    assert_eq!(e.hard_state(2), Some(IDLE_HS));
     let e = h.restart(e);
     check(&e, 1, 390, 400);
     check(&e, 2, 1, 5);
-    assert_eq!(
-        e.hard_state(2),
-        Some(HardState {
-            term: 1,
-            vote: 2,
-            commit: 5
-        })
-    );
+    assert_eq!(e.hard_state(2), Some(IDLE_HS));
     // A second round folds the old base together with newly dead segments.
     fill(&e, &[1], 401, 800);
     let mut b = LogBatch::new();
@@ -96,14 +82,7 @@ fn gc_folds_dead_segments_and_keeps_live_entries() {
     let e = h.restart(e);
     check(&e, 2, 1, 5);
     check(&e, 1, 795, 800);
-    assert_eq!(
-        e.hard_state(2),
-        Some(HardState {
-            term: 1,
-            vote: 2,
-            commit: 5
-        })
-    );
+    assert_eq!(e.hard_state(2), Some(IDLE_HS));
 }
 
 #[test]

@@ -37,14 +37,20 @@ fn flip(p: &Path, at: u64) {
     f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
 }
 
-#[test]
-fn torn_tail_is_truncated_and_the_log_continues() {
-    let mut h = FileLog::new(IoMode::Auto);
+/// Writes ten equal single-entry batches and closes the log: (its segment, one record's size).
+fn ten_records(h: &mut FileLog) -> (PathBuf, u64) {
     let e = h.open();
     write_batches(&e, 1, 10);
     drop(e);
     let seg = segments(h.dir.path()).pop().unwrap();
     let rec = (len(&seg) - 16) / 10;
+    (seg, rec)
+}
+
+#[test]
+fn torn_tail_is_truncated_and_the_log_continues() {
+    let mut h = FileLog::new(IoMode::Auto);
+    let (seg, rec) = ten_records(&mut h);
     // Cut the last record in half: its write never completed.
     let f = OpenOptions::new().write(true).open(&seg).unwrap();
     f.set_len(16 + 9 * rec + rec / 2).unwrap();
@@ -78,11 +84,7 @@ fn zeroed_or_garbage_tail_is_treated_as_torn() {
 #[test]
 fn flipped_byte_mid_log_is_an_error_naming_file_and_offset() {
     let mut h = FileLog::new(IoMode::Auto);
-    let e = h.open();
-    write_batches(&e, 1, 10);
-    drop(e);
-    let seg = segments(h.dir.path()).pop().unwrap();
-    let rec = (len(&seg) - 16) / 10;
+    let (seg, rec) = ten_records(&mut h);
     let bad_record = 16 + 3 * rec;
     flip(&seg, bad_record + 40);
     match FileLogEngine::open(h.options()) {
