@@ -4,7 +4,9 @@
 //! `tessera_storage`'s traits.
 
 pub mod cli;
+pub mod cmd;
 pub mod raftstore;
+pub mod resp;
 pub mod shard;
 pub mod storage_check;
 pub mod testkit;

@@ -17,6 +17,8 @@ pub struct ApplyContext<'a> {
     /// (cf, key) → position of its latest put/delete in `batch`. Built on the round's first
     /// read, so write-only rounds pay nothing for read-your-writes.
     index: Option<HashMap<(Cf, Vec<u8>), usize>>,
+    /// Range deletes of this round: (cf, start, end, position in `batch`).
+    ranges: Vec<(Cf, Vec<u8>, Vec<u8>, usize)>,
 }
 
 impl<'a> ApplyContext<'a> {
@@ -25,6 +27,7 @@ impl<'a> ApplyContext<'a> {
             state,
             batch: WriteBatch::new(),
             index: None,
+            ranges: Vec::new(),
         }
     }
 
@@ -43,7 +46,17 @@ impl<'a> ApplyContext<'a> {
             }
             idx
         });
-        match index.get(&(cf, key.to_vec())).map(|pos| &batch.ops()[*pos]) {
+        let latest = index.get(&(cf, key.to_vec())).copied();
+        let range_deleted = self.ranges.iter().any(|(rcf, start, end, pos)| {
+            *rcf == cf
+                && key >= start.as_slice()
+                && key < end.as_slice()
+                && latest.is_none_or(|l| *pos > l)
+        });
+        if range_deleted {
+            return Ok(None);
+        }
+        match latest.map(|pos| &batch.ops()[pos]) {
             Some(BatchOp::Put(_, _, v)) => Ok(Some(v.clone())),
             Some(_) => Ok(None),
             None => self.state.get(cf, key),
@@ -58,6 +71,24 @@ impl<'a> ApplyContext<'a> {
     pub fn delete(&mut self, cf: Cf, key: &[u8]) {
         self.batch.delete(cf, key);
         self.note_write(cf, key);
+    }
+
+    /// Scans the state as of the previous round (this round's writes are not visible).
+    pub fn scan_committed(
+        &self,
+        cf: Cf,
+        range: &tessera_storage::KeyRange,
+        limit: usize,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> tessera_storage::Result<()> {
+        self.state.scan(cf, range, limit, f)
+    }
+
+    /// Deletes `[start, end)` in `cf`; later reads of this round see the keys gone.
+    pub fn delete_range(&mut self, cf: Cf, start: &[u8], end: &[u8]) {
+        self.batch.delete_range(cf, start, end);
+        self.ranges
+            .push((cf, start.to_vec(), end.to_vec(), self.batch.len() - 1));
     }
 
     fn note_write(&mut self, cf: Cf, key: &[u8]) {
@@ -75,6 +106,7 @@ impl<'a> ApplyContext<'a> {
 
     pub(crate) fn take_batch(&mut self) -> WriteBatch {
         self.index = None;
+        self.ranges.clear();
         std::mem::take(&mut self.batch)
     }
 }
@@ -197,6 +229,26 @@ mod tests {
         );
         let batch = ctx.take_batch();
         assert_eq!(batch.len(), 4);
+    }
+
+    #[test]
+    fn range_deletes_hide_earlier_writes_but_not_later_ones() {
+        let state = MemStateEngine::new();
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, "b-disk", "x");
+        state.write(wb).unwrap();
+        let mut ctx = ApplyContext::new(&state);
+        ctx.put(Cf::Data, b"b-early", b"1");
+        ctx.delete_range(Cf::Data, b"b", b"c");
+        ctx.put(Cf::Data, b"b-late", b"2");
+        assert_eq!(ctx.get(Cf::Data, b"b-disk").unwrap(), None);
+        assert_eq!(ctx.get(Cf::Data, b"b-early").unwrap(), None);
+        assert_eq!(
+            ctx.get(Cf::Data, b"b-late").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(ctx.get(Cf::Data, b"c").unwrap(), None);
+        assert_eq!(ctx.get(Cf::Raft, b"b-disk").unwrap(), None);
     }
 
     #[test]

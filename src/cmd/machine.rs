@@ -1,0 +1,253 @@
+//! The Redis state machine: what a committed Raft entry of a shard means. An entry is a
+//! [`Proposal`] — the leader's timestamp and a write command's arguments — and applying it
+//! runs the command (`cmd::execute`) against the apply round, so every replica makes the
+//! same change at the same logical time. The reply travels back to the proposer encoded as
+//! RESP3 (it is parsed back into a [`Reply`] there).
+
+use super::{execute, lookup, Ctx, Keyspace, Route};
+use crate::raftstore::{ApplyContext, StateMachine};
+use crate::resp::{Protocol, Reply};
+use crate::shard::ShardDesc;
+use bytes::{Buf, BufMut, Bytes};
+use tessera_storage::{Cf, KeyRange};
+
+const VERSION: u8 = 1;
+
+/// The largest key that a range delete of an unbounded shard covers in one operation; keys
+/// above it (64 × 0xff…) are deleted one by one.
+const RANGE_END_SENTINEL: [u8; 64] = [0xff; 64];
+
+/// A write command as it is replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proposal {
+    pub now_ms: u64,
+    pub args: Vec<Bytes>,
+}
+
+impl Proposal {
+    pub fn encode(&self) -> Bytes {
+        let size = 13 + self.args.iter().map(|a| 4 + a.len()).sum::<usize>();
+        let mut b = Vec::with_capacity(size);
+        b.put_u8(VERSION);
+        b.put_u64_le(self.now_ms);
+        b.put_u32_le(self.args.len() as u32);
+        for a in &self.args {
+            b.put_u32_le(a.len() as u32);
+            b.put_slice(a);
+        }
+        b.into()
+    }
+
+    pub fn decode(mut b: &[u8]) -> Option<Self> {
+        if b.remaining() < 13 || b.get_u8() != VERSION {
+            return None;
+        }
+        let now_ms = b.get_u64_le();
+        let argc = b.get_u32_le() as usize;
+        let mut args = Vec::with_capacity(argc.min(b.remaining() / 4));
+        for _ in 0..argc {
+            if b.remaining() < 4 {
+                return None;
+            }
+            let n = b.get_u32_le() as usize;
+            if b.remaining() < n {
+                return None;
+            }
+            args.push(Bytes::copy_from_slice(&b[..n]));
+            b.advance(n);
+        }
+        b.is_empty().then_some(Proposal { now_ms, args })
+    }
+}
+
+/// Applies [`Proposal`]s to the data column family.
+#[derive(Default)]
+pub struct RedisStateMachine;
+
+struct ApplyKeyspace<'r, 'a> {
+    ctx: &'r mut ApplyContext<'a>,
+}
+
+impl Keyspace for ApplyKeyspace<'_, '_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.ctx.get(Cf::Data, key).map_err(|e| e.to_string())
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.ctx.put(Cf::Data, key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.ctx.delete(Cf::Data, key)
+    }
+}
+
+impl RedisStateMachine {
+    fn apply_reply(ctx: &mut ApplyContext<'_>, shard: &ShardDesc, cmd: &[u8]) -> Reply {
+        let Some(p) = Proposal::decode(cmd) else {
+            return Reply::err("ERR malformed replicated command");
+        };
+        let Some(spec) = p.args.first().and_then(|n| lookup(n)) else {
+            return Reply::err("ERR unknown replicated command");
+        };
+        if !spec.arity_ok(p.args.len()) {
+            return Reply::err(super::errors::wrong_arity(spec.name));
+        }
+        if spec.cmd == super::Cmd::TesseraFlushShard {
+            flush_shard(ctx, shard);
+            return Reply::ok();
+        }
+        if spec.route != Route::Write {
+            return Reply::err("ERR not a write command");
+        }
+        if spec
+            .key_positions(p.args.len())
+            .any(|i| !shard.contains(&p.args[i]))
+        {
+            return Reply::err(format!(
+                "TRYAGAIN key is not in shard {} (routing is stale)",
+                shard.id
+            ));
+        }
+        let mut kv = ApplyKeyspace { ctx };
+        let mut c = Ctx {
+            kv: &mut kv,
+            now_ms: p.now_ms,
+        };
+        execute(spec.cmd, &mut c, &p.args)
+    }
+}
+
+/// Deletes every key of `shard` (FLUSHDB, one shard at a time).
+fn flush_shard(ctx: &mut ApplyContext<'_>, shard: &ShardDesc) {
+    if !shard.end.is_empty() {
+        ctx.delete_range(Cf::Data, &shard.start, &shard.end);
+        return;
+    }
+    let start = if shard.start.as_slice() > RANGE_END_SENTINEL.as_slice() {
+        shard.start.clone()
+    } else {
+        ctx.delete_range(Cf::Data, &shard.start, &RANGE_END_SENTINEL);
+        RANGE_END_SENTINEL.to_vec()
+    };
+    // Keys at or past the sentinel, if any, one by one.
+    let mut rest = Vec::new();
+    let range = KeyRange::new(start, None);
+    let _ = ctx.scan_committed(Cf::Data, &range, usize::MAX, &mut |k, _| {
+        rest.push(k.to_vec());
+        true
+    });
+    for k in rest {
+        ctx.delete(Cf::Data, &k);
+    }
+}
+
+impl StateMachine for RedisStateMachine {
+    fn apply(
+        &mut self,
+        ctx: &mut ApplyContext<'_>,
+        shard: &ShardDesc,
+        _index: u64,
+        cmd: &[u8],
+    ) -> Bytes {
+        Self::apply_reply(ctx, shard, cmd).to_bytes(Protocol::Resp3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::parse_reply;
+    use crate::shard::static_layout;
+    use tessera_storage::{MemStateEngine, StateEngine};
+
+    fn apply(
+        sm: &mut RedisStateMachine,
+        ctx: &mut ApplyContext<'_>,
+        shard: &ShardDesc,
+        now_ms: u64,
+        args: &[&str],
+    ) -> Reply {
+        let p = Proposal {
+            now_ms,
+            args: args.iter().map(|a| Bytes::from(a.to_string())).collect(),
+        };
+        let out = sm.apply(ctx, shard, 10, &p.encode());
+        parse_reply(&mut bytes::BytesMut::from(&out[..]))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn proposals_roundtrip_and_reject_truncation() {
+        let p = Proposal {
+            now_ms: 42,
+            args: vec![Bytes::from("SET"), Bytes::from("k"), Bytes::new()],
+        };
+        let enc = p.encode();
+        assert_eq!(Proposal::decode(&enc), Some(p));
+        for cut in 0..enc.len() {
+            assert_eq!(Proposal::decode(&enc[..cut]), None);
+        }
+    }
+
+    #[test]
+    fn writes_apply_at_the_leaders_timestamp() {
+        let state = MemStateEngine::new();
+        let shard = static_layout(1, &[1]).remove(0);
+        let mut sm = RedisStateMachine;
+        let mut ctx = ApplyContext::new(&state);
+        assert_eq!(
+            apply(
+                &mut sm,
+                &mut ctx,
+                &shard,
+                1_000,
+                &["SET", "k", "v", "PX", "100"]
+            ),
+            Reply::ok()
+        );
+        assert_eq!(
+            apply(&mut sm, &mut ctx, &shard, 1_050, &["APPEND", "k", "w"]),
+            Reply::Int(2)
+        );
+        // At 1,100 the key is gone for every replica, whatever their own clocks say.
+        assert_eq!(
+            apply(&mut sm, &mut ctx, &shard, 1_100, &["INCR", "k"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            apply(&mut sm, &mut ctx, &shard, 1_100, &["GET", "k"]),
+            Reply::err("ERR not a write command")
+        );
+        assert_eq!(
+            apply(&mut sm, &mut ctx, &shard, 1_100, &["SET", "k"]),
+            Reply::err("ERR wrong number of arguments for 'set' command")
+        );
+    }
+
+    #[test]
+    fn flush_removes_the_shards_keys_only() {
+        let state = MemStateEngine::new();
+        let layout = static_layout(2, &[1]);
+        let mut sm = RedisStateMachine;
+        let mut ctx = ApplyContext::new(&state);
+        for (shard, key) in [(&layout[0], "a"), (&layout[1], "\u{ff}z")] {
+            apply(&mut sm, &mut ctx, shard, 1, &["SET", key, "v"]);
+        }
+        state.write(ctx.take_batch()).unwrap();
+        let mut ctx = ApplyContext::new(&state);
+        apply(
+            &mut sm,
+            &mut ctx,
+            &layout[1],
+            2,
+            &["TESSERA.FLUSHSHARD", "2"],
+        );
+        assert_eq!(
+            apply(&mut sm, &mut ctx, &layout[1], 2, &["SETNX", "\u{ff}z", "w"]),
+            Reply::Int(1),
+            "flushed within the round"
+        );
+        state.write(ctx.take_batch()).unwrap();
+        assert!(state.get(Cf::Data, b"a").unwrap().is_some());
+    }
+}
