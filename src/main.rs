@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Server(args) => {
+            tessera::server::ServerConfig::from_args(&args).and_then(tessera::server::runtime::run)
+        }
+        Command::Up(args) => tessera::server::up::run(args),
         Command::StorageCheck(args) => tessera::storage_check::run(args),
         Command::LogTorture(args) => tessera::testkit::torture::run(args),
     };

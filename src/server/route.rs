@@ -1,0 +1,280 @@
+//! Running keyed commands where their shards live. A session hands over a run of pipelined
+//! commands of one kind (all reads or all writes); each command is split per shard where
+//! Redis semantics allow it (MGET, DEL, EXISTS, TOUCH, UNLINK), or refused with CROSSSHARD
+//! where atomicity would be lost (MSET, MSETNX, RENAME across shards). Every part starts at
+//! once — local writes are proposed, local reads ask for a read index, parts led elsewhere
+//! go to their leader as one pipelined batch per node — and replies are gathered in order.
+//! A part that met a leader change is retried (re-resolving the leader) when that is safe:
+//! always for reads, for writes only when the store reports the entry was not applied.
+
+use super::forward::{forward_batch, ForwardError};
+use super::node::{Node, Target};
+use crate::cmd::{errors, Cmd, Route, Spec};
+use crate::raftstore::StoreError;
+use crate::resp::{parse_reply, Reply};
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long a part keeps retrying through leader changes before giving up.
+const RETRY_FOR: Duration = Duration::from_secs(8);
+
+/// One command's work on one shard.
+struct Part {
+    cmd: usize,
+    shard: u64,
+    args: Vec<Bytes>,
+    /// For split commands: where this part's keys sit in the original request.
+    positions: Vec<usize>,
+}
+
+enum Pending {
+    Done(Reply),
+    Write(oneshot::Receiver<Result<Bytes, StoreError>>),
+    Read(oneshot::Receiver<Result<(), StoreError>>),
+    Remote(SocketAddr, usize),
+    Retry,
+}
+
+/// Commands whose keys may be handled shard by shard, and how to combine the answers.
+fn splittable(cmd: Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Mget | Cmd::Del | Cmd::Unlink | Cmd::Exists | Cmd::Touch | Cmd::TesseraExpired
+    )
+}
+
+fn split(node: &Node, idx: usize, spec: &Spec, args: &[Bytes]) -> Result<Vec<Part>, Reply> {
+    let positions: Vec<usize> = spec.key_positions(args.len()).collect();
+    let first = node.shard_of(&args[positions[0]]).id;
+    if positions
+        .iter()
+        .all(|p| node.shard_of(&args[*p]).id == first)
+    {
+        return Ok(vec![Part {
+            cmd: idx,
+            shard: first,
+            args: args.to_vec(),
+            positions,
+        }]);
+    }
+    if !splittable(spec.cmd) {
+        return Err(Reply::err(errors::CROSSSHARD));
+    }
+    let mut by_shard: BTreeMap<u64, Part> = BTreeMap::new();
+    for (n, p) in positions.into_iter().enumerate() {
+        let shard = node.shard_of(&args[p]).id;
+        let part = by_shard.entry(shard).or_insert_with(|| Part {
+            cmd: idx,
+            shard,
+            args: vec![args[0].clone()],
+            positions: Vec::new(),
+        });
+        part.args.push(args[p].clone());
+        part.positions.push(n);
+    }
+    Ok(by_shard.into_values().collect())
+}
+
+fn store_error_reply(e: &StoreError) -> Reply {
+    match e {
+        StoreError::Timeout(g) => Reply::err(format!(
+            "ERR shard {g} did not answer in time; a write may or may not have been applied"
+        )),
+        StoreError::Stopped => Reply::err("ERR server is shutting down"),
+        other => Reply::err(format!("ERR {other}")),
+    }
+}
+
+fn retryable(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::NotLeader { .. } | StoreError::Dropped(_) | StoreError::UnknownShard(_)
+    )
+}
+
+fn no_leader(shard: u64) -> Reply {
+    Reply::err(format!(
+        "TRYAGAIN shard {shard} has no leader on this node; retry"
+    ))
+}
+
+fn is_tryagain(r: &Reply) -> bool {
+    matches!(r, Reply::Error(e) if e.starts_with("TRYAGAIN"))
+}
+
+fn decode_applied(bytes: &[u8]) -> Reply {
+    match parse_reply(&mut BytesMut::from(bytes)) {
+        Ok(Some(r)) => r,
+        _ => Reply::err("ERR malformed reply from the state machine"),
+    }
+}
+
+/// Runs `cmds` (all reads or all writes); `internal` sessions never forward.
+pub async fn run_group(
+    node: &Arc<Node>,
+    cmds: &[(&'static Spec, Vec<Bytes>)],
+    internal: bool,
+) -> Vec<Reply> {
+    let write = cmds.first().is_some_and(|(s, _)| s.route == Route::Write);
+    let mut early: Vec<Option<Reply>> = vec![None; cmds.len()];
+    let mut parts = Vec::new();
+    for (i, (spec, args)) in cmds.iter().enumerate() {
+        match split(node, i, spec, args) {
+            Ok(p) => parts.extend(p),
+            Err(r) => early[i] = Some(r),
+        }
+    }
+    // Start every part.
+    let mut remote: BTreeMap<SocketAddr, Vec<Vec<Bytes>>> = BTreeMap::new();
+    let mut pending = Vec::with_capacity(parts.len());
+    for part in &parts {
+        pending.push(match node.target(part.shard) {
+            Target::Local if write => Pending::Write(node.propose(part.shard, part.args.clone())),
+            Target::Local => Pending::Read(node.read_index(part.shard)),
+            Target::Remote(_, addr) if !internal => {
+                let batch = remote.entry(addr).or_default();
+                batch.push(part.args.clone());
+                Pending::Remote(addr, batch.len() - 1)
+            }
+            _ if internal => Pending::Done(no_leader(part.shard)),
+            _ => Pending::Retry,
+        });
+    }
+    let password = node.settings.read().requirepass.clone();
+    let mut batches: BTreeMap<SocketAddr, _> = BTreeMap::new();
+    for (addr, reqs) in remote {
+        node.stats
+            .forwarded
+            .fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        batches.insert(
+            addr,
+            tokio::task::spawn_local(forward_batch(addr, password.clone(), reqs)),
+        );
+    }
+    let mut results: BTreeMap<SocketAddr, Result<Vec<Reply>, ForwardError>> = BTreeMap::new();
+    for (addr, h) in batches {
+        let r = h
+            .await
+            .unwrap_or_else(|e| Err(ForwardError::NotSent(e.to_string())));
+        results.insert(addr, r);
+    }
+    // Gather in order.
+    let mut part_replies = Vec::with_capacity(parts.len());
+    for (part, p) in parts.iter().zip(pending) {
+        let spec = cmds[part.cmd].0;
+        let reply = match p {
+            Pending::Done(r) => r,
+            Pending::Write(rx) => match rx.await.unwrap_or(Err(StoreError::Stopped)) {
+                Ok(bytes) => decode_applied(&bytes),
+                Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
+                Err(e) if retryable(&e) => no_leader(part.shard),
+                Err(e) => store_error_reply(&e),
+            },
+            Pending::Read(rx) => match rx.await.unwrap_or(Err(StoreError::Stopped)) {
+                Ok(()) => node.exec_read(part.shard, spec.cmd, &part.args),
+                Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
+                Err(e) if retryable(&e) => no_leader(part.shard),
+                Err(e) => store_error_reply(&e),
+            },
+            Pending::Remote(addr, i) => match &results[&addr] {
+                Ok(replies) if is_tryagain(&replies[i]) => retry_part(node, spec, part).await,
+                Ok(replies) => replies[i].clone(),
+                Err(ForwardError::NotSent(_)) => retry_part(node, spec, part).await,
+                Err(ForwardError::Lost(_)) if !write => retry_part(node, spec, part).await,
+                Err(ForwardError::Lost(e)) => Reply::err(format!(
+                    "ERR lost the shard leader ({e}); the write may or may not have been applied"
+                )),
+            },
+            Pending::Retry => retry_part(node, spec, part).await,
+        };
+        part_replies.push(reply);
+    }
+    combine(cmds, early, &parts, part_replies)
+}
+
+/// Runs one part alone until it gets an answer that is not "no leader here", re-resolving
+/// the leader each time, for at most [`RETRY_FOR`].
+async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply {
+    let write = spec.route == Route::Write;
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+        let reply = match node.target(part.shard) {
+            Target::Local if write => match node.propose(part.shard, part.args.clone()).await {
+                Ok(Ok(bytes)) => decode_applied(&bytes),
+                Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
+                Ok(Err(e)) => store_error_reply(&e),
+                Err(_) => store_error_reply(&StoreError::Stopped),
+            },
+            Target::Local => match node.read_index(part.shard).await {
+                Ok(Ok(())) => node.exec_read(part.shard, spec.cmd, &part.args),
+                Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
+                Ok(Err(e)) => store_error_reply(&e),
+                Err(_) => store_error_reply(&StoreError::Stopped),
+            },
+            Target::Remote(_, addr) => {
+                node.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                let password = node.settings.read().requirepass.clone();
+                match forward_batch(addr, password, vec![part.args.clone()]).await {
+                    Ok(mut r) => r.pop().unwrap_or_else(|| no_leader(part.shard)),
+                    Err(ForwardError::NotSent(_)) => no_leader(part.shard),
+                    Err(ForwardError::Lost(_)) if !write => no_leader(part.shard),
+                    Err(ForwardError::Lost(e)) => {
+                        return Reply::err(format!(
+                            "ERR lost the shard leader ({e}); the write may or may not have been applied"
+                        ))
+                    }
+                }
+            }
+            Target::NoLeader => no_leader(part.shard),
+        };
+        if !is_tryagain(&reply) || Instant::now() >= deadline {
+            return reply;
+        }
+    }
+}
+
+/// Folds part replies back into one reply per command.
+fn combine(
+    cmds: &[(&'static Spec, Vec<Bytes>)],
+    mut out: Vec<Option<Reply>>,
+    parts: &[Part],
+    replies: Vec<Reply>,
+) -> Vec<Reply> {
+    let mut count = vec![0usize; cmds.len()];
+    for p in parts {
+        count[p.cmd] += 1;
+    }
+    for (part, reply) in parts.iter().zip(replies) {
+        let i = part.cmd;
+        if count[i] == 1 {
+            out[i] = Some(reply);
+            continue;
+        }
+        let slot = out[i].get_or_insert_with(|| match cmds[i].0.cmd {
+            Cmd::Mget => Reply::Array(vec![Reply::Nil; cmds[i].1.len() - 1]),
+            _ => Reply::Int(0),
+        });
+        match (slot, reply) {
+            (Reply::Error(_), _) => {}
+            (slot, e @ Reply::Error(_)) => *slot = e,
+            (Reply::Int(sum), Reply::Int(n)) => *sum += n,
+            (Reply::Array(all), Reply::Array(got)) => {
+                for (pos, r) in part.positions.iter().zip(got) {
+                    all[*pos] = r;
+                }
+            }
+            (slot, _) => *slot = Reply::err("ERR inconsistent replies from shards"),
+        }
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Reply::err("ERR no reply")))
+        .collect()
+}

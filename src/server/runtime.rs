@@ -1,0 +1,149 @@
+//! Thread-per-core serving: N worker threads, each with its own single-threaded tokio
+//! runtime and its own listening socket on the RESP address (SO_REUSEPORT lets the kernel
+//! spread connections across them), so a connection lives on one thread from accept to
+//! close. The Raft store and apply loop run on their own threads (see `raftstore`).
+//! Stopping (SIGINT/SIGTERM or [`Server::stop`]) stops accepting, ends every session, then
+//! stops Raft.
+//!
+//! The workers use tokio's epoll reactor; serving sockets through io_uring (tokio-uring) is
+//! not built yet — the Raft log is the part that writes through io_uring.
+
+use super::config::ServerConfig;
+use super::node::Node;
+use super::session;
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::watch;
+
+pub struct Server {
+    pub node: Arc<Node>,
+    pub resp_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+fn reuseport_listener(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding client address {addr}"))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+impl Server {
+    /// Opens the node and starts serving clients.
+    pub fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        // Bind the first listener before opening storage: a busy port fails fast.
+        let first = reuseport_listener(config.resp_addr)?;
+        let resp_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(reuseport_listener(resp_addr)?);
+        }
+        let node = Node::open(config)?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut handles = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let node = node.clone();
+            let rx = rx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("resp-{i}"))
+                    .spawn(move || worker(node, l, rx))?,
+            );
+        }
+        tracing::info!(
+            node = node.id(),
+            %resp_addr,
+            raft = %node.config.raft_addr,
+            workers,
+            "serving"
+        );
+        Ok(Server {
+            node,
+            resp_addr,
+            shutdown,
+            workers: handles,
+        })
+    }
+
+    pub fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers {
+            let _ = w.join();
+        }
+        self.node.shutdown();
+    }
+}
+
+fn worker(node: Arc<Node>, listener: std::net::TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("worker runtime: {e}");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("worker listener: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tokio::task::spawn_local(session::serve(node.clone(), stream, shutdown.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
+/// `tessera server`: serve until SIGINT or SIGTERM.
+pub fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let server = Server::start(config)?;
+    wait_for_signal()?;
+    tracing::info!("shutting down");
+    server.stop();
+    Ok(())
+}
+
+/// Blocks until SIGINT or SIGTERM.
+pub fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}

@@ -1,0 +1,191 @@
+//! One client connection: read whatever arrived, parse every complete request (one at a time
+//! until the client has authenticated, since AUTH changes the limits), run them — runs of
+//! keyed reads or writes go to `route` together, so a pipeline of 1,000 SETs becomes one
+//! batch of proposals — and write all replies in order with one write. A protocol error is
+//! answered and the connection closed, as Redis does.
+
+use super::admin::{self, Conn};
+use super::allshards;
+use super::clients::ClientRegistry;
+use super::node::Node;
+use super::route::run_group;
+use crate::cmd::{errors, lookup, Cmd, Route, Spec};
+use crate::resp::{parse_request, Limits, Reply, Request};
+use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Requests parsed from one read before they are run (bounds memory per round).
+const MAX_BATCH: usize = 4096;
+
+pub async fn serve(node: Arc<Node>, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    node.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let max = node.settings.read().maxclients;
+    let Some(reg) = ClientRegistry::register(&node, peer, local, max) else {
+        node.stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    };
+    let mut conn = Conn {
+        proto: Default::default(),
+        authed: node.settings.read().requirepass.is_none(),
+        internal: false,
+        closing: false,
+        info: reg.info.clone(),
+    };
+    let mut inbuf = BytesMut::with_capacity(16 << 10);
+    let mut out = BytesMut::with_capacity(16 << 10);
+    loop {
+        inbuf.reserve(16 << 10);
+        let n = tokio::select! {
+            r = stream.read_buf(&mut inbuf) => match r {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+            _ = conn.info.kill_signal.notified() => return,
+            _ = shutdown.changed() => return,
+        };
+        if n == 0 || conn.info.killed.load(Ordering::SeqCst) {
+            return;
+        }
+        let (limits, qbuf_limit) = {
+            let st = node.settings.read();
+            let limits = Limits {
+                max_bulk_len: st.proto_max_bulk_len,
+                ..Limits::default()
+            };
+            (limits, st.client_query_buffer_limit)
+        };
+        loop {
+            let mut batch = Vec::new();
+            let mut protocol_error = None;
+            while batch.len() < MAX_BATCH {
+                match parse_request(&mut inbuf, &limits, conn.authed) {
+                    Ok(Some(r)) => batch.push(r),
+                    Ok(None) => break,
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        break;
+                    }
+                }
+                if !conn.authed {
+                    break;
+                }
+            }
+            if batch.is_empty() && protocol_error.is_none() {
+                break;
+            }
+            run_batch(&node, &mut conn, batch, &mut out).await;
+            if let Some(e) = protocol_error {
+                Reply::err(format!("ERR {e}")).encode(conn.proto, &mut out);
+                conn.closing = true;
+            }
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            if conn.closing || conn.info.killed.load(Ordering::SeqCst) {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+        if inbuf.len() > qbuf_limit {
+            // Redis closes a client whose query buffer exceeds the limit.
+            return;
+        }
+    }
+}
+
+/// What a request turned out to be once looked up and checked.
+enum Step {
+    Reply(Reply),
+    Keyed(&'static Spec, Request),
+    Other(&'static Spec, Request),
+}
+
+fn classify(node: &Node, conn: &Conn, req: Request) -> Step {
+    let Some(spec) = lookup(&req[0]) else {
+        return Step::Reply(Reply::err(errors::unknown_command(&req)));
+    };
+    if !conn.authed && !spec.flags.contains(&"no_auth") {
+        return Step::Reply(Reply::err(errors::NOAUTH));
+    }
+    if !spec.arity_ok(req.len()) {
+        return Step::Reply(Reply::err(errors::wrong_arity(spec.name)));
+    }
+    node.stats.commands.fetch_add(1, Ordering::Relaxed);
+    match spec.route {
+        Route::Read | Route::Write => Step::Keyed(spec, req),
+        _ => Step::Other(spec, req),
+    }
+}
+
+async fn run_batch(node: &Arc<Node>, conn: &mut Conn, batch: Vec<Request>, out: &mut BytesMut) {
+    let mut group: Vec<(&'static Spec, Request)> = Vec::new();
+    if let Some(last) = batch.last() {
+        *conn.info.last_cmd.lock() = String::from_utf8_lossy(&last[0]).to_ascii_lowercase();
+    }
+    for req in batch {
+        match classify(node, conn, req) {
+            Step::Keyed(spec, req) => {
+                if group.first().is_some_and(|(s, _)| s.route != spec.route) {
+                    flush_group(node, conn, &mut group, out).await;
+                }
+                group.push((spec, req));
+            }
+            other => {
+                flush_group(node, conn, &mut group, out).await;
+                let reply = match other {
+                    Step::Reply(r) => r,
+                    Step::Other(spec, req) => run_other(node, conn, spec, &req).await,
+                    Step::Keyed(..) => unreachable!("handled above"),
+                };
+                reply.encode(conn.proto, out);
+                if conn.closing {
+                    return;
+                }
+            }
+        }
+    }
+    flush_group(node, conn, &mut group, out).await;
+}
+
+async fn flush_group(
+    node: &Arc<Node>,
+    conn: &Conn,
+    group: &mut Vec<(&'static Spec, Request)>,
+    out: &mut BytesMut,
+) {
+    if group.is_empty() {
+        return;
+    }
+    for r in run_group(node, group, conn.internal).await {
+        r.encode(conn.proto, out);
+    }
+    group.clear();
+}
+
+async fn run_other(node: &Arc<Node>, conn: &mut Conn, spec: &Spec, args: &[Bytes]) -> Reply {
+    match spec.cmd {
+        Cmd::Keys => allshards::keys(node, &args[1]).await,
+        Cmd::Scan => allshards::scan(node, args).await,
+        Cmd::Dbsize => allshards::dbsize(node).await,
+        Cmd::Randomkey => allshards::randomkey(node).await,
+        Cmd::Flushdb | Cmd::Flushall => allshards::flush(node, args).await,
+        Cmd::TesseraScanShard | Cmd::TesseraFlushShard => {
+            allshards::local_shard_command(node, args).await
+        }
+        _ => admin::run(node, conn, spec, args),
+    }
+}
