@@ -130,6 +130,9 @@ pub struct ServerArgs {
     /// Raft log I/O path [default: auto].
     #[arg(long, value_enum)]
     pub io: Option<IoChoice>,
+    /// Raft tick in milliseconds (elections take 10-20 ticks) [default: 100].
+    #[arg(long, hide = true)]
+    pub tick_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]

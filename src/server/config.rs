@@ -129,6 +129,9 @@ impl ServerConfig {
         if let Some(v) = &args.read_mode {
             c.read_mode = v.clone();
         }
+        if let Some(v) = args.tick_ms {
+            c.tick_ms = v;
+        }
         if let Some(v) = args.io {
             c.log_io = match v {
                 IoChoice::Auto => "auto",

@@ -1,0 +1,233 @@
+//! Real `tessera server` processes on loopback for the server tests: free ports, start,
+//! wait until every shard has a leader, SIGKILL and restart, and a raw-socket client.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tessera::resp::Reply;
+use tessera::server::up::call;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A port nothing listens on right now (loopback only).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Proc {
+    pub id: u64,
+    pub resp: SocketAddr,
+    pub raft: SocketAddr,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub extra: Vec<String>,
+    pub peers: Vec<String>,
+}
+
+impl Proc {
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["server", "--tick-ms", "20", "--workers", "2", "--id"])
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--bind")
+            .arg(self.resp.to_string())
+            .arg("--raft-addr")
+            .arg(self.raft.to_string())
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for p in &self.peers {
+            cmd.arg("--peer").arg(p);
+        }
+        self.child = Some(cmd.spawn().expect("spawn tessera server"));
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.resp)
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .expect("connect")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct TestCluster {
+    pub nodes: Vec<Proc>,
+    pub password: Option<String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// `n` nodes (each holding every shard), started and ready.
+    pub fn start(n: u64, shards: u64, extra: &[&str]) -> TestCluster {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
+            .map(|_| {
+                (
+                    SocketAddr::from(([127, 0, 0, 1], free_port())),
+                    SocketAddr::from(([127, 0, 0, 1], free_port())),
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (resp, raft)) in addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            let peers = addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, (r, f))| format!("{}@{}@{}", j + 1, f, r))
+                .collect();
+            let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            extra.extend(["--shards".into(), shards.to_string()]);
+            nodes.push(Proc {
+                id,
+                resp: *resp,
+                raft: *raft,
+                dir: tmp.path().join(format!("node-{id}")),
+                child: None,
+                extra,
+                peers,
+            });
+        }
+        for node in &mut nodes {
+            node.start();
+        }
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .map(|i| extra[i + 1].to_string());
+        let c = TestCluster {
+            nodes,
+            password,
+            _tmp: tmp,
+        };
+        c.wait_ready();
+        c
+    }
+
+    pub fn single(extra: &[&str]) -> TestCluster {
+        Self::start(1, 4, extra)
+    }
+
+    pub fn node(&self) -> &Proc {
+        &self.nodes[0]
+    }
+
+    /// Waits until every running node knows a leader for every shard.
+    pub fn wait_ready(&self) {
+        let password = self.password.as_deref();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                if ready(n.resp, password) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} not ready; log:\n{}",
+                    n.id,
+                    n.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The node that leads `shard` according to node `ask`.
+    pub fn leader_of(&self, ask: usize, shard: u64) -> Option<u64> {
+        let text = info_raft(self.nodes[ask].resp, None)?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("shard{shard}:")))?;
+        let leader: u64 = line
+            .split("leader=")
+            .nth(1)?
+            .split(',')
+            .next()?
+            .parse()
+            .ok()?;
+        (leader != 0).then_some(leader)
+    }
+}
+
+fn info_raft(addr: SocketAddr, password: Option<&str>) -> Option<String> {
+    match call(addr, password, &["INFO", "raft"]).ok()? {
+        Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Reply::Verbatim(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn ready(addr: SocketAddr, password: Option<&str>) -> bool {
+    let Some(text) = info_raft(addr, password) else {
+        return false;
+    };
+    let shards: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("shard") && l.contains("leader="))
+        .collect();
+    !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=0,"))
+}
+
+/// Sends raw bytes and returns everything the server answers until it closes or goes quiet
+/// for `quiet`.
+pub fn raw_exchange(addr: SocketAddr, input: &[u8], quiet: Duration) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(quiet)).expect("timeout");
+    s.write_all(input).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // A reset (unread input at close) is a close too; a timeout is not.
+            Err(e) => {
+                let quiet = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+                return (out, !quiet);
+            }
+        }
+        if Instant::now() > deadline {
+            return (out, false);
+        }
+    }
+}

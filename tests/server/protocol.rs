@@ -1,0 +1,161 @@
+//! Raw bytes on a socket: malformed requests get Redis's protocol errors and a closed
+//! connection, limits hold, inline commands work, and a pipeline of 1,000 commands in one
+//! write is answered in order.
+
+use super::common::{raw_exchange, TestCluster};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const QUIET: Duration = Duration::from_millis(1500);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn malformed_requests_get_redis_errors_and_the_connection_closes() {
+    let cluster = TestCluster::single(&[]);
+    let addr = cluster.node().resp;
+    let cases: [(&[u8], &str); 6] = [
+        (
+            b"*x\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n$-5\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*1\r\nfoo\r\n",
+            "-ERR Protocol error: expected '$', got 'f'\r\n",
+        ),
+        (
+            b"*1\r\n$600000000\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"SET 'unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        (
+            b"PING\r\n*2\r\n$4\r\nECHO\r\n$x\r\n",
+            "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n",
+        ),
+    ];
+    for (input, expected) in cases {
+        let (out, closed) = raw_exchange(addr, input, QUIET);
+        assert_eq!(text(&out), expected, "input {:?}", text(input));
+        assert!(closed, "connection closed after {:?}", text(input));
+    }
+    // An endless inline line is cut off at 64 KB.
+    let (out, closed) = raw_exchange(addr, &vec![b'a'; 70_000], QUIET);
+    assert_eq!(
+        text(&out),
+        "-ERR Protocol error: too big inline request\r\n"
+    );
+    assert!(closed);
+}
+
+#[test]
+fn unauthenticated_clients_get_the_stricter_limits() {
+    let cluster = TestCluster::single(&["--requirepass", "pw"]);
+    let addr = cluster.node().resp;
+    let mut many = b"*20\r\n".to_vec();
+    for _ in 0..20 {
+        many.extend_from_slice(b"$1\r\na\r\n");
+    }
+    let (out, closed) = raw_exchange(addr, &many, QUIET);
+    assert_eq!(
+        text(&out),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(closed);
+    let (out, closed) = raw_exchange(addr, b"*2\r\n$4\r\nAUTH\r\n$20000\r\n", QUIET);
+    assert_eq!(
+        text(&out),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    assert!(closed);
+    // After AUTH in the same write, a large argument is fine.
+    let big = "v".repeat(50_000);
+    let mut input = b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n".to_vec();
+    input.extend(format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{big}\r\n", big.len()).bytes());
+    let (out, _) = raw_exchange(addr, &input, QUIET);
+    assert_eq!(text(&out), "+OK\r\n+OK\r\n");
+}
+
+#[test]
+fn inline_commands_and_a_thousand_pipelined_commands() {
+    let cluster = TestCluster::single(&[]);
+    let addr = cluster.node().resp;
+    let (out, _) = raw_exchange(
+        addr,
+        b"PING\r\nSET inl 'a b'\r\nGET inl\r\n\r\nQUIT\r\n",
+        QUIET,
+    );
+    assert_eq!(text(&out), "+PONG\r\n+OK\r\n$3\r\na b\r\n+OK\r\n");
+
+    let mut input = Vec::new();
+    let mut expected = String::new();
+    for i in 0..1000 {
+        match i % 3 {
+            0 => {
+                let set = format!("*3\r\n$3\r\nSET\r\n$5\r\nk{i:04}\r\n$4\r\nv{i:03}\r\n");
+                input.extend(set.bytes());
+                expected.push_str("+OK\r\n");
+            }
+            1 => {
+                // Reads the key written just before: pipelined order holds.
+                let k = format!("k{:04}", i - 1);
+                input.extend(format!("*2\r\n$3\r\nGET\r\n$5\r\n{k}\r\n").bytes());
+                expected.push_str(&format!("$4\r\nv{:03}\r\n", (i - 1) % 1000));
+            }
+            _ => {
+                input.extend_from_slice(b"*2\r\n$4\r\nINCR\r\n$3\r\nctr\r\n");
+                expected.push_str(&format!(":{}\r\n", i / 3 + 1));
+            }
+        }
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&input).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 << 10];
+    while out.len() < expected.len() {
+        let n = s.read(&mut buf).expect("replies arrive");
+        assert!(n > 0, "server closed early");
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(text(&out), expected);
+}
+
+#[test]
+fn resp3_replies_have_resp3_types() {
+    let cluster = TestCluster::single(&[]);
+    let addr = cluster.node().resp;
+    let (out, _) = raw_exchange(
+        addr,
+        b"HELLO 3\r\nGET nothing\r\nCONFIG GET maxclients\r\nHELLO 2\r\nGET nothing\r\n",
+        QUIET,
+    );
+    let t = text(&out);
+    assert!(t.starts_with("%7\r\n"), "{t}");
+    assert!(
+        t.contains("_\r\n%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
+        "{t}"
+    );
+    assert!(t.ends_with("$-1\r\n"), "back to RESP2: {t}");
+}
+
+#[test]
+fn maxclients_refuses_extra_connections() {
+    let cluster = TestCluster::single(&["--maxclients", "2"]);
+    let addr = cluster.node().resp;
+    let _a = TcpStream::connect(addr).unwrap();
+    let _b = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (out, closed) = raw_exchange(addr, b"PING\r\n", QUIET);
+    assert_eq!(text(&out), "-ERR max number of clients reached\r\n");
+    assert!(closed);
+}
