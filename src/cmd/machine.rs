@@ -17,23 +17,32 @@ const VERSION: u8 = 1;
 /// above it (64 × 0xff…) are deleted one by one.
 const RANGE_END_SENTINEL: [u8; 64] = [0xff; 64];
 
-/// A write command as it is replicated.
+/// Write commands as they are replicated: one or more commands (a client's pipelined
+/// writes to one shard travel as one entry), applied in order at the leader's timestamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     pub now_ms: u64,
-    pub args: Vec<Bytes>,
+    pub cmds: Vec<Vec<Bytes>>,
 }
 
 impl Proposal {
     pub fn encode(&self) -> Bytes {
-        let size = 13 + self.args.iter().map(|a| 4 + a.len()).sum::<usize>();
+        let size = 13
+            + self
+                .cmds
+                .iter()
+                .map(|c| 4 + c.iter().map(|a| 4 + a.len()).sum::<usize>())
+                .sum::<usize>();
         let mut b = Vec::with_capacity(size);
         b.put_u8(VERSION);
         b.put_u64_le(self.now_ms);
-        b.put_u32_le(self.args.len() as u32);
-        for a in &self.args {
-            b.put_u32_le(a.len() as u32);
-            b.put_slice(a);
+        b.put_u32_le(self.cmds.len() as u32);
+        for c in &self.cmds {
+            b.put_u32_le(c.len() as u32);
+            for a in c {
+                b.put_u32_le(a.len() as u32);
+                b.put_slice(a);
+            }
         }
         b.into()
     }
@@ -43,20 +52,39 @@ impl Proposal {
             return None;
         }
         let now_ms = b.get_u64_le();
-        let argc = b.get_u32_le() as usize;
-        let mut args = Vec::with_capacity(argc.min(b.remaining() / 4));
-        for _ in 0..argc {
+        let n = b.get_u32_le() as usize;
+        // Lengths are checked against the bytes present before anything is allocated.
+        let mut cmds = Vec::with_capacity(n.min(b.remaining() / 4));
+        for _ in 0..n {
             if b.remaining() < 4 {
                 return None;
             }
-            let n = b.get_u32_le() as usize;
-            if b.remaining() < n {
-                return None;
+            let argc = b.get_u32_le() as usize;
+            let mut args = Vec::with_capacity(argc.min(b.remaining() / 4));
+            for _ in 0..argc {
+                if b.remaining() < 4 {
+                    return None;
+                }
+                let len = b.get_u32_le() as usize;
+                if b.remaining() < len {
+                    return None;
+                }
+                args.push(Bytes::copy_from_slice(&b[..len]));
+                b.advance(len);
             }
-            args.push(Bytes::copy_from_slice(&b[..n]));
-            b.advance(n);
+            cmds.push(args);
         }
-        b.is_empty().then_some(Proposal { now_ms, args })
+        b.is_empty().then_some(Proposal { now_ms, cmds })
+    }
+}
+
+/// The replies of an applied [`Proposal`], one per command, in order.
+pub fn decode_replies(bytes: &[u8], expected: usize) -> Vec<Reply> {
+    let malformed = || vec![Reply::err("ERR malformed reply from the state machine"); expected];
+    match crate::resp::parse_reply(&mut bytes::BytesMut::from(bytes)) {
+        Ok(Some(Reply::Array(v))) if v.len() == expected => v,
+        Ok(Some(e @ Reply::Error(_))) => vec![e; expected],
+        _ => malformed(),
     }
 }
 
@@ -85,10 +113,24 @@ impl RedisStateMachine {
         let Some(p) = Proposal::decode(cmd) else {
             return Reply::err("ERR malformed replicated command");
         };
-        let Some(spec) = p.args.first().and_then(|n| lookup(n)) else {
+        Reply::Array(
+            p.cmds
+                .iter()
+                .map(|args| Self::apply_one(ctx, shard, p.now_ms, args))
+                .collect(),
+        )
+    }
+
+    fn apply_one(
+        ctx: &mut ApplyContext<'_>,
+        shard: &ShardDesc,
+        now_ms: u64,
+        args: &[Bytes],
+    ) -> Reply {
+        let Some(spec) = args.first().and_then(|n| lookup(n)) else {
             return Reply::err("ERR unknown replicated command");
         };
-        if !spec.arity_ok(p.args.len()) {
+        if !spec.arity_ok(args.len()) {
             return Reply::err(super::errors::wrong_arity(spec.name));
         }
         if spec.cmd == super::Cmd::TesseraFlushShard {
@@ -99,8 +141,8 @@ impl RedisStateMachine {
             return Reply::err("ERR not a write command");
         }
         if spec
-            .key_positions(p.args.len())
-            .any(|i| !shard.contains(&p.args[i]))
+            .key_positions(args.len())
+            .any(|i| !shard.contains(&args[i]))
         {
             return Reply::err(format!(
                 "TRYAGAIN key is not in shard {} (routing is stale)",
@@ -110,9 +152,9 @@ impl RedisStateMachine {
         let mut kv = ApplyKeyspace { ctx };
         let mut c = Ctx {
             kv: &mut kv,
-            now_ms: p.now_ms,
+            now_ms,
         };
-        execute(spec.cmd, &mut c, &p.args)
+        execute(spec.cmd, &mut c, args)
     }
 }
 
@@ -155,7 +197,6 @@ impl StateMachine for RedisStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::parse_reply;
     use crate::shard::static_layout;
     use tessera_storage::{MemStateEngine, StateEngine};
 
@@ -168,19 +209,20 @@ mod tests {
     ) -> Reply {
         let p = Proposal {
             now_ms,
-            args: args.iter().map(|a| Bytes::from(a.to_string())).collect(),
+            cmds: vec![args.iter().map(|a| Bytes::from(a.to_string())).collect()],
         };
         let out = sm.apply(ctx, shard, 10, &p.encode());
-        parse_reply(&mut bytes::BytesMut::from(&out[..]))
-            .unwrap()
-            .unwrap()
+        decode_replies(&out, 1).remove(0)
     }
 
     #[test]
     fn proposals_roundtrip_and_reject_truncation() {
         let p = Proposal {
             now_ms: 42,
-            args: vec![Bytes::from("SET"), Bytes::from("k"), Bytes::new()],
+            cmds: vec![
+                vec![Bytes::from("SET"), Bytes::from("k"), Bytes::new()],
+                vec![Bytes::from("INCR"), Bytes::from("n")],
+            ],
         };
         let enc = p.encode();
         assert_eq!(Proposal::decode(&enc), Some(p));
@@ -221,6 +263,32 @@ mod tests {
         assert_eq!(
             apply(&mut sm, &mut ctx, &shard, 1_100, &["SET", "k"]),
             Reply::err("ERR wrong number of arguments for 'set' command")
+        );
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_with_one_reply_each() {
+        let state = MemStateEngine::new();
+        let shard = static_layout(1, &[1]).remove(0);
+        let mut ctx = ApplyContext::new(&state);
+        let cmds: Vec<Vec<Bytes>> = [&["SET", "k", "1"][..], &["INCR", "k"], &["GET", "k"]]
+            .iter()
+            .map(|c| c.iter().map(|a| Bytes::from(a.to_string())).collect())
+            .collect();
+        let out =
+            RedisStateMachine.apply(&mut ctx, &shard, 9, &Proposal { now_ms: 1, cmds }.encode());
+        assert_eq!(
+            decode_replies(&out, 3),
+            vec![
+                Reply::ok(),
+                Reply::Int(2),
+                Reply::err("ERR not a write command")
+            ]
+        );
+        assert_eq!(
+            decode_replies(&out, 2).len(),
+            2,
+            "a count mismatch is an error per command"
         );
     }
 

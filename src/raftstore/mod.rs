@@ -308,6 +308,15 @@ impl RaftStore {
         self.shared.status.read().get(&group).cloned()
     }
 
+    /// `(leader, this node is leader)` of `group`, without copying the whole status.
+    pub fn leadership(&self, group: u64) -> Option<(Option<u64>, bool)> {
+        self.shared
+            .status
+            .read()
+            .get(&group)
+            .map(|s| (s.leader, s.is_leader))
+    }
+
     pub fn groups(&self) -> Vec<u64> {
         let mut g: Vec<u64> = self.shared.status.read().keys().copied().collect();
         g.sort_unstable();

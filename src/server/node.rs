@@ -179,16 +179,17 @@ impl Node {
         }
     }
 
-    /// Proposes a write command to `shard`, stamped with this leader's clock.
+    /// Proposes write commands to `shard` as one entry, stamped with this leader's clock;
+    /// the reply decodes with [`crate::cmd::machine::decode_replies`].
     pub fn propose(
         &self,
         shard: u64,
-        args: Vec<Bytes>,
+        cmds: Vec<Vec<Bytes>>,
     ) -> oneshot::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = oneshot::channel();
         let cmd = Proposal {
             now_ms: now_ms(),
-            args,
+            cmds,
         }
         .encode();
         self.store
@@ -240,7 +241,7 @@ impl Node {
         args.extend(keys);
         let cmd = Proposal {
             now_ms: now_ms(),
-            args,
+            cmds: vec![args],
         }
         .encode();
         self.store.propose(shard, cmd, Box::new(|_| {}));

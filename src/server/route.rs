@@ -11,8 +11,8 @@ use super::forward::{forward_batch, ForwardError};
 use super::node::{Node, Target};
 use crate::cmd::{errors, Cmd, Route, Spec};
 use crate::raftstore::StoreError;
-use crate::resp::{parse_reply, Reply};
-use bytes::{Bytes, BytesMut};
+use crate::resp::Reply;
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -34,10 +34,51 @@ struct Part {
 
 enum Pending {
     Done(Reply),
-    Write(oneshot::Receiver<Result<Bytes, StoreError>>),
-    Read(oneshot::Receiver<Result<(), StoreError>>),
+    /// The part's position in its shard's batched proposal.
+    Write(u64, usize),
+    /// Waits for its shard's (shared) read index.
+    Read(u64),
     Remote(SocketAddr, usize),
     Retry,
+}
+
+/// One proposal per shard: the commands of this group's local write parts, in order.
+#[derive(Default)]
+struct ShardBatch {
+    cmds: Vec<Vec<Bytes>>,
+    proposed: Option<oneshot::Receiver<Result<Bytes, StoreError>>>,
+    replies: Option<Result<Vec<Reply>, StoreError>>,
+}
+
+async fn batch_reply(batch: &mut ShardBatch, i: usize) -> Result<Reply, StoreError> {
+    if batch.replies.is_none() {
+        let rx = batch.proposed.take().expect("proposed once");
+        let r = rx.await.unwrap_or(Err(StoreError::Stopped));
+        let n = batch.cmds.len();
+        batch.replies = Some(r.map(|bytes| decode_applied(&bytes, n)));
+    }
+    match batch.replies.as_ref().expect("set above") {
+        Ok(v) => Ok(v[i].clone()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+async fn read_ready(reads: &mut BTreeMap<u64, ReadIndex>, shard: u64) -> Result<(), StoreError> {
+    let entry = reads.get_mut(&shard).expect("requested");
+    if let ReadIndex::Waiting(rx) = entry {
+        let r = rx.await.unwrap_or(Err(StoreError::Stopped));
+        *entry = ReadIndex::Ready(r);
+    }
+    match entry {
+        ReadIndex::Ready(r) => r.clone(),
+        ReadIndex::Waiting(_) => unreachable!("resolved above"),
+    }
+}
+
+/// One linearizable-read request per shard per group, shared by all its reads.
+enum ReadIndex {
+    Waiting(oneshot::Receiver<Result<(), StoreError>>),
+    Ready(Result<(), StoreError>),
 }
 
 /// Commands whose keys may be handled shard by shard, and how to combine the answers.
@@ -107,11 +148,8 @@ fn is_tryagain(r: &Reply) -> bool {
     matches!(r, Reply::Error(e) if e.starts_with("TRYAGAIN"))
 }
 
-fn decode_applied(bytes: &[u8]) -> Reply {
-    match parse_reply(&mut BytesMut::from(bytes)) {
-        Ok(Some(r)) => r,
-        _ => Reply::err("ERR malformed reply from the state machine"),
-    }
+fn decode_applied(bytes: &[u8], n: usize) -> Vec<Reply> {
+    crate::cmd::machine::decode_replies(bytes, n)
 }
 
 /// Runs `cmds` (all reads or all writes); `internal` sessions never forward.
@@ -129,13 +167,24 @@ pub async fn run_group(
             Err(r) => early[i] = Some(r),
         }
     }
-    // Start every part.
+    // Start every part: one proposal or read index per local shard, one batch per remote node.
     let mut remote: BTreeMap<SocketAddr, Vec<Vec<Bytes>>> = BTreeMap::new();
+    let mut writes: BTreeMap<u64, ShardBatch> = BTreeMap::new();
+    let mut reads: BTreeMap<u64, ReadIndex> = BTreeMap::new();
     let mut pending = Vec::with_capacity(parts.len());
     for part in &parts {
         pending.push(match node.target(part.shard) {
-            Target::Local if write => Pending::Write(node.propose(part.shard, part.args.clone())),
-            Target::Local => Pending::Read(node.read_index(part.shard)),
+            Target::Local if write => {
+                let batch = writes.entry(part.shard).or_default();
+                batch.cmds.push(part.args.clone());
+                Pending::Write(part.shard, batch.cmds.len() - 1)
+            }
+            Target::Local => {
+                reads
+                    .entry(part.shard)
+                    .or_insert_with(|| ReadIndex::Waiting(node.read_index(part.shard)));
+                Pending::Read(part.shard)
+            }
             Target::Remote(_, addr) if !internal => {
                 let batch = remote.entry(addr).or_default();
                 batch.push(part.args.clone());
@@ -144,6 +193,9 @@ pub async fn run_group(
             _ if internal => Pending::Done(no_leader(part.shard)),
             _ => Pending::Retry,
         });
+    }
+    for (shard, batch) in writes.iter_mut() {
+        batch.proposed = Some(node.propose(*shard, batch.cmds.clone()));
     }
     let password = node.settings.read().requirepass.clone();
     let mut batches: BTreeMap<SocketAddr, _> = BTreeMap::new();
@@ -169,13 +221,16 @@ pub async fn run_group(
         let spec = cmds[part.cmd].0;
         let reply = match p {
             Pending::Done(r) => r,
-            Pending::Write(rx) => match rx.await.unwrap_or(Err(StoreError::Stopped)) {
-                Ok(bytes) => decode_applied(&bytes),
-                Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
-                Err(e) if retryable(&e) => no_leader(part.shard),
-                Err(e) => store_error_reply(&e),
-            },
-            Pending::Read(rx) => match rx.await.unwrap_or(Err(StoreError::Stopped)) {
+            Pending::Write(shard, i) => {
+                let batch = writes.get_mut(&shard).expect("batched");
+                match batch_reply(batch, i).await {
+                    Ok(reply) => reply,
+                    Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
+                    Err(e) if retryable(&e) => no_leader(part.shard),
+                    Err(e) => store_error_reply(&e),
+                }
+            }
+            Pending::Read(shard) => match read_ready(&mut reads, shard).await {
                 Ok(()) => node.exec_read(part.shard, spec.cmd, &part.args),
                 Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
                 Err(e) if retryable(&e) => no_leader(part.shard),
@@ -207,8 +262,9 @@ async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
         let reply = match node.target(part.shard) {
-            Target::Local if write => match node.propose(part.shard, part.args.clone()).await {
-                Ok(Ok(bytes)) => decode_applied(&bytes),
+            Target::Local if write => match node.propose(part.shard, vec![part.args.clone()]).await
+            {
+                Ok(Ok(bytes)) => decode_applied(&bytes, 1).remove(0),
                 Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
                 Ok(Err(e)) => store_error_reply(&e),
                 Err(_) => store_error_reply(&StoreError::Stopped),

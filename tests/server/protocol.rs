@@ -152,9 +152,16 @@ fn resp3_replies_have_resp3_types() {
 fn maxclients_refuses_extra_connections() {
     let cluster = TestCluster::single(&["--maxclients", "2"]);
     let addr = cluster.node().resp;
-    let _a = TcpStream::connect(addr).unwrap();
-    let _b = TcpStream::connect(addr).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Two clients that are certainly registered: each got an answer.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"+PONG\r\n");
+        held.push(s);
+    }
     let (out, closed) = raw_exchange(addr, b"PING\r\n", QUIET);
     assert_eq!(text(&out), "-ERR max number of clients reached\r\n");
     assert!(closed);
