@@ -35,9 +35,19 @@ fn nil(c: &mut Connection, args: &[&str]) -> bool {
 }
 
 #[test]
-fn string_commands() {
+fn string_commands_on_one_node() {
     let cluster = TestCluster::single(&[]);
-    let c = &mut cluster.node().client();
+    string_commands(&mut cluster.node().client(), &cluster);
+}
+
+/// Through node 2 of three: commands on shards it does not lead are forwarded.
+#[test]
+fn string_commands_through_a_cluster() {
+    let cluster = TestCluster::start(3, 4, &[]);
+    string_commands(&mut cluster.nodes[1].client(), &cluster);
+}
+
+fn string_commands(c: &mut Connection, _cluster: &TestCluster) {
     assert_eq!(q::<String>(c, &["SET", "s", "v1"]), "OK");
     assert_eq!(q::<String>(c, &["GET", "s"]), "v1");
     assert!(nil(c, &["GET", "missing"]));
@@ -175,9 +185,19 @@ fn string_commands() {
 }
 
 #[test]
-fn key_commands_and_keyspace_walks() {
+fn key_commands_and_keyspace_walks_on_one_node() {
     let cluster = TestCluster::single(&[]);
-    let c = &mut cluster.node().client();
+    key_commands_and_keyspace_walks(&mut cluster.node().client(), &cluster);
+}
+
+/// Through node 2 of three: commands on shards it does not lead are forwarded.
+#[test]
+fn key_commands_and_keyspace_walks_through_a_cluster() {
+    let cluster = TestCluster::start(3, 4, &[]);
+    key_commands_and_keyspace_walks(&mut cluster.nodes[1].client(), &cluster);
+}
+
+fn key_commands_and_keyspace_walks(c: &mut Connection, _cluster: &TestCluster) {
     for k in ["k1", "k2", "0k3", "\u{90}k4", "user:1", "user:2"] {
         q::<String>(c, &["SET", k, "v"]);
     }
@@ -304,9 +324,19 @@ fn key_commands_and_keyspace_walks() {
 }
 
 #[test]
-fn keys_expire_everywhere_and_are_deleted_through_raft() {
+fn keys_expire_everywhere_and_are_deleted_through_raft_on_one_node() {
     let cluster = TestCluster::single(&[]);
-    let c = &mut cluster.node().client();
+    keys_expire_everywhere_and_are_deleted_through_raft(&mut cluster.node().client(), &cluster);
+}
+
+/// Through node 2 of three: commands on shards it does not lead are forwarded.
+#[test]
+fn keys_expire_everywhere_and_are_deleted_through_raft_through_a_cluster() {
+    let cluster = TestCluster::start(3, 4, &[]);
+    keys_expire_everywhere_and_are_deleted_through_raft(&mut cluster.nodes[1].client(), &cluster);
+}
+
+fn keys_expire_everywhere_and_are_deleted_through_raft(c: &mut Connection, cluster: &TestCluster) {
     q::<String>(c, &["SET", "soon", "v", "PX", "150"]);
     q::<String>(c, &["SET", "lazy", "v", "PX", "150"]);
     q::<String>(c, &["SET", "stays", "v"]);
@@ -321,15 +351,18 @@ fn keys_expire_everywhere_and_are_deleted_through_raft() {
         1,
         "an expired key can be recreated"
     );
-    // The active cycle proposes the deletion of expired keys it finds.
+    // The active cycle (on the shard's leader) proposes the deletion of expired keys.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let info: String = q(c, &["INFO", "stats"]);
-        let expired: u64 = info
-            .lines()
-            .find_map(|l| l.strip_prefix("expired_keys:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let mut expired = 0u64;
+        for node in &cluster.nodes {
+            let info: String = q(&mut node.client(), &["INFO", "stats"]);
+            expired += info
+                .lines()
+                .find_map(|l| l.strip_prefix("expired_keys:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
         if expired >= 1 {
             break;
         }
