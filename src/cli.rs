@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Run one database node: serves the Redis protocol and replicates through Raft.
     /// A single node needs only --data-dir (it serves 127.0.0.1:6379).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Start a local cluster of `tessera server` processes with data under one directory,
     /// wait until every shard has a leader, print how to connect; Ctrl-C stops them all.
     Up(UpArgs),
@@ -130,6 +130,9 @@ pub struct ServerArgs {
     /// Raft log I/O path [default: auto].
     #[arg(long, value_enum)]
     pub io: Option<IoChoice>,
+    /// Client sockets: auto (io_uring when available), uring or epoll [default: auto].
+    #[arg(long)]
+    pub net_io: Option<String>,
     /// Raft tick in milliseconds (elections take 10-20 ticks) [default: 100].
     #[arg(long, hide = true)]
     pub tick_ms: Option<u64>,

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub log_io: String,
     /// Raft tick, milliseconds.
     pub tick_ms: u64,
+    /// Client sockets: `auto` (io_uring when available), `uring` or `epoll`.
+    pub net_io: String,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             read_mode: "lease".into(),
             log_io: "auto".into(),
             tick_ms: 100,
+            net_io: "auto".into(),
         }
     }
 }
@@ -129,6 +132,9 @@ impl ServerConfig {
         if let Some(v) = &args.read_mode {
             c.read_mode = v.clone();
         }
+        if let Some(v) = &args.net_io {
+            c.net_io = v.clone();
+        }
         if let Some(v) = args.tick_ms {
             c.tick_ms = v;
         }
@@ -159,6 +165,9 @@ impl ServerConfig {
         }
         if !["auto", "uring", "sync"].contains(&self.log_io.as_str()) {
             bail!("log_io must be 'auto', 'uring' or 'sync'");
+        }
+        if !["auto", "uring", "epoll"].contains(&self.net_io.as_str()) {
+            bail!("net_io must be 'auto', 'uring' or 'epoll'");
         }
         if self.tick_ms == 0 || self.maxclients == 0 {
             bail!("tick_ms and maxclients must be positive");

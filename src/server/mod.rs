@@ -11,6 +11,7 @@ mod clients;
 pub mod config;
 mod forward;
 mod info;
+pub mod netio;
 pub mod node;
 mod route;
 pub mod runtime;

@@ -66,6 +66,8 @@ pub struct Node {
     pub clients: ClientRegistry,
     pub started: Instant,
     pub cursors: parking_lot::Mutex<super::allshards::CursorTable>,
+    /// How client sockets are served, and why not io_uring when it is not.
+    pub net_backend: std::sync::OnceLock<(super::netio::NetBackend, Option<String>)>,
     resp_addrs: HashMap<u64, SocketAddr>,
     transport: Arc<TcpTransport>,
     stopping: Arc<AtomicBool>,
@@ -138,6 +140,7 @@ impl Node {
             clients: ClientRegistry::default(),
             started: Instant::now(),
             cursors: Default::default(),
+            net_backend: std::sync::OnceLock::new(),
             resp_addrs,
             transport,
             stopping: Arc::new(AtomicBool::new(false)),

@@ -5,10 +5,12 @@
 //! Stopping (SIGINT/SIGTERM or [`Server::stop`]) stops accepting, ends every session, then
 //! stops Raft.
 //!
-//! The workers use tokio's epoll reactor; serving sockets through io_uring (tokio-uring) is
-//! not built yet — the Raft log is the part that writes through io_uring.
+//! Each worker runs a tokio-uring runtime (socket reads and writes through io_uring) when
+//! the kernel supports it, else a plain tokio runtime on epoll (`netio::choose`); timers,
+//! channels and the forwarding connections use tokio in both.
 
 use super::config::ServerConfig;
+use super::netio::{self, NetBackend};
 use super::node::Node;
 use super::session;
 use anyhow::Context;
@@ -51,7 +53,12 @@ impl Server {
         for _ in 1..workers {
             listeners.push(reuseport_listener(resp_addr)?);
         }
+        let (backend, why) = netio::choose(&config.net_io)?;
+        if let Some(why) = &why {
+            tracing::info!("client sockets on epoll: {why}");
+        }
         let node = Node::open(config)?;
+        let _ = node.net_backend.set((backend, why));
         let (shutdown, rx) = watch::channel(false);
         let mut handles = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
@@ -60,7 +67,10 @@ impl Server {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("resp-{i}"))
-                    .spawn(move || worker(node, l, rx))?,
+                    .spawn(move || match backend {
+                        NetBackend::IoUring => worker_uring(node, l, rx),
+                        NetBackend::Epoll => worker(node, l, rx),
+                    })?,
             );
         }
         tracing::info!(
@@ -68,6 +78,7 @@ impl Server {
             %resp_addr,
             raft = %node.config.raft_addr,
             workers,
+            net = backend.name(),
             "serving"
         );
         Ok(Server {
@@ -110,8 +121,46 @@ fn worker(node: Arc<Node>, listener: std::net::TcpListener, mut shutdown: watch:
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::task::spawn_local(session::serve(node.clone(), stream, shutdown.clone()));
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let local = stream.local_addr().unwrap_or(peer);
+                        tokio::task::spawn_local(session::serve(node.clone(), stream, peer, local, shutdown.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
+fn worker_uring(
+    node: Arc<Node>,
+    listener: std::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("io_uring worker runtime: {e}");
+            return;
+        }
+    };
+    // io_uring waits for connections itself; the socket must not be non-blocking.
+    let _ = listener.set_nonblocking(false);
+    let local = listener.local_addr();
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    rt.block_on(async move {
+        let Ok(local) = local else { return };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::task::spawn_local(session::serve(node.clone(), stream, peer, local, shutdown.clone()));
                     }
                     Err(e) => {
                         tracing::warn!("accept: {e}");

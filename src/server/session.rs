@@ -7,34 +7,36 @@
 use super::admin::{self, Conn};
 use super::allshards;
 use super::clients::ClientRegistry;
+use super::netio::ClientIo;
 use super::node::Node;
 use super::route::run_group;
 use crate::cmd::{errors, lookup, Cmd, Route, Spec};
 use crate::resp::{parse_request, Limits, Reply, Request};
 use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// Requests parsed from one read before they are run (bounds memory per round).
 const MAX_BATCH: usize = 4096;
 
-pub async fn serve(node: Arc<Node>, mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        return;
-    };
+pub(crate) async fn serve(
+    node: Arc<Node>,
+    mut stream: impl ClientIo,
+    peer: SocketAddr,
+    local: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
     node.stats.connections.fetch_add(1, Ordering::Relaxed);
     let max = node.settings.read().maxclients;
     let Some(reg) = ClientRegistry::register(&node, peer, local, max) else {
         node.stats
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
-        let _ = stream
-            .write_all(b"-ERR max number of clients reached\r\n")
-            .await;
+        let mut msg = BytesMut::from(&b"-ERR max number of clients reached\r\n"[..]);
+        let _ = stream.write_out(&mut msg).await;
+        stream.close();
         return;
     };
     let mut conn = Conn {
@@ -49,7 +51,7 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, mut shutdown: watch::
     loop {
         inbuf.reserve(16 << 10);
         let n = tokio::select! {
-            r = stream.read_buf(&mut inbuf) => match r {
+            r = stream.read_more(&mut inbuf) => match r {
                 Ok(n) => n,
                 Err(_) => return,
             },
@@ -91,12 +93,12 @@ pub async fn serve(node: Arc<Node>, mut stream: TcpStream, mut shutdown: watch::
                 Reply::err(format!("ERR {e}")).encode(conn.proto, &mut out);
                 conn.closing = true;
             }
-            if stream.write_all(&out).await.is_err() {
+            if stream.write_out(&mut out).await.is_err() {
                 return;
             }
             out.clear();
             if conn.closing || conn.info.killed.load(Ordering::SeqCst) {
-                let _ = stream.shutdown().await;
+                stream.close();
                 return;
             }
         }

@@ -85,10 +85,37 @@ fn unauthenticated_clients_get_the_stricter_limits() {
     assert_eq!(text(&out), "+OK\r\n+OK\r\n");
 }
 
+fn net_backend(addr: std::net::SocketAddr) -> String {
+    let (out, _) = raw_exchange(addr, b"INFO server\r\nQUIT\r\n", QUIET);
+    let t = text(&out);
+    t.lines()
+        .find_map(|l| l.strip_prefix("net_backend:"))
+        .unwrap_or("?")
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn inline_commands_and_a_thousand_pipelined_commands() {
     let cluster = TestCluster::single(&[]);
-    let addr = cluster.node().resp;
+    let backend = net_backend(cluster.node().resp);
+    // io_uring where the kernel has it (CI machines do); epoll otherwise.
+    assert!(
+        ["io_uring", "epoll"].contains(&backend.as_str()),
+        "{backend}"
+    );
+    pipelines_in_order(cluster.node().resp);
+}
+
+/// The same session code on the epoll fallback.
+#[test]
+fn the_epoll_fallback_serves_the_same_pipelines() {
+    let cluster = TestCluster::single(&["--net-io", "epoll"]);
+    assert_eq!(net_backend(cluster.node().resp), "epoll");
+    pipelines_in_order(cluster.node().resp);
+}
+
+fn pipelines_in_order(addr: std::net::SocketAddr) {
     let (out, _) = raw_exchange(
         addr,
         b"PING\r\nSET inl 'a b'\r\nGET inl\r\n\r\nQUIT\r\n",
