@@ -172,8 +172,13 @@ pub async fn run_group(
     let mut writes: BTreeMap<u64, ShardBatch> = BTreeMap::new();
     let mut reads: BTreeMap<u64, ReadIndex> = BTreeMap::new();
     let mut pending = Vec::with_capacity(parts.len());
+    // Leadership looked up once per shard per group (the status map is shared by threads).
+    let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
     for part in &parts {
-        pending.push(match node.target(part.shard) {
+        let target = *targets
+            .entry(part.shard)
+            .or_insert_with(|| node.target(part.shard));
+        pending.push(match target {
             Target::Local if write => {
                 let batch = writes.entry(part.shard).or_default();
                 batch.cmds.push(part.args.clone());

@@ -116,7 +116,7 @@ enum Step {
     Other(&'static Spec, Request),
 }
 
-fn classify(node: &Node, conn: &Conn, req: Request) -> Step {
+fn classify(conn: &Conn, req: Request) -> Step {
     let Some(spec) = lookup(&req[0]) else {
         return Step::Reply(Reply::err(errors::unknown_command(&req)));
     };
@@ -126,7 +126,6 @@ fn classify(node: &Node, conn: &Conn, req: Request) -> Step {
     if !spec.arity_ok(req.len()) {
         return Step::Reply(Reply::err(errors::wrong_arity(spec.name)));
     }
-    node.stats.commands.fetch_add(1, Ordering::Relaxed);
     match spec.route {
         Route::Read | Route::Write => Step::Keyed(spec, req),
         _ => Step::Other(spec, req),
@@ -134,12 +133,16 @@ fn classify(node: &Node, conn: &Conn, req: Request) -> Step {
 }
 
 async fn run_batch(node: &Arc<Node>, conn: &mut Conn, batch: Vec<Request>, out: &mut BytesMut) {
+    // One shared-counter update per batch, not per command.
+    node.stats
+        .commands
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     let mut group: Vec<(&'static Spec, Request)> = Vec::new();
     if let Some(last) = batch.last() {
         *conn.info.last_cmd.lock() = String::from_utf8_lossy(&last[0]).to_ascii_lowercase();
     }
     for req in batch {
-        match classify(node, conn, req) {
+        match classify(conn, req) {
             Step::Keyed(spec, req) => {
                 if group.first().is_some_and(|(s, _)| s.route != spec.route) {
                     flush_group(node, conn, &mut group, out).await;
