@@ -128,6 +128,10 @@ pub struct PeerStatus {
     pub learners: Vec<u64>,
     /// In a joint configuration (a multi-step membership change not yet left).
     pub joint: bool,
+    /// This replica is the only voter and leads, and an entry of its term is applied (so
+    /// every entry any earlier leader acknowledged is applied): its state engine may answer
+    /// linearizable reads directly — no other node can have acknowledged a write.
+    pub local_reads: bool,
 }
 
 pub(crate) enum StoreMsg {
@@ -315,6 +319,16 @@ impl RaftStore {
             .read()
             .get(&group)
             .map(|s| (s.leader, s.is_leader))
+    }
+
+    /// Whether reads of `group` may be served from local state without asking Raft
+    /// (see [`PeerStatus::local_reads`]).
+    pub fn local_reads(&self, group: u64) -> bool {
+        self.shared
+            .status
+            .read()
+            .get(&group)
+            .is_some_and(|s| s.local_reads)
     }
 
     pub fn groups(&self) -> Vec<u64> {

@@ -360,11 +360,15 @@ impl StoreLoop {
         let mut batch = LogBatch::new();
         let mut readies = Vec::new();
         let groups: Vec<u64> = self.dirty.drain().collect();
+        // Groups that changed without a Ready (e.g. only their applied index moved) still
+        // publish their status.
+        let mut quiet = Vec::new();
         for group in groups {
             let Some(p) = self.peers.get_mut(&group) else {
                 continue;
             };
             if !p.raw.has_ready() {
+                quiet.push(peer_status(p));
                 continue;
             }
             let mut rd = p.raw.ready();
@@ -428,7 +432,7 @@ impl StoreLoop {
         if !batch.is_empty() {
             self.log.write(batch)?;
         }
-        let mut status = Vec::with_capacity(readies.len());
+        let mut status = quiet;
         for (group, mut rd) in readies {
             let p = self.peers.get_mut(&group).expect("ready groups exist");
             for m in rd.take_persisted_messages() {
@@ -537,7 +541,14 @@ fn peer_status(p: &Peer) -> PeerStatus {
         v.sort_unstable();
         v
     };
+    let voters = sorted(&cs.voters);
+    let applied_term = r.raft_log.term(r.raft_log.applied).unwrap_or(0);
+    let local_reads = p.is_leader()
+        && voters == [r.id]
+        && cs.voters_outgoing.is_empty()
+        && applied_term == r.term;
     PeerStatus {
+        local_reads,
         group: p.group(),
         leader: (r.leader_id != raft::INVALID_ID).then_some(r.leader_id),
         is_leader: p.is_leader(),
@@ -545,7 +556,7 @@ fn peer_status(p: &Peer) -> PeerStatus {
         commit: r.raft_log.committed,
         applied: r.raft_log.applied,
         last_index: r.raft_log.last_index(),
-        voters: sorted(&cs.voters),
+        voters,
         learners: sorted(&cs.learners),
         joint: !cs.voters_outgoing.is_empty(),
     }

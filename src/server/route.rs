@@ -185,9 +185,13 @@ pub async fn run_group(
                 Pending::Write(part.shard, batch.cmds.len() - 1)
             }
             Target::Local => {
-                reads
-                    .entry(part.shard)
-                    .or_insert_with(|| ReadIndex::Waiting(node.read_index(part.shard)));
+                reads.entry(part.shard).or_insert_with(|| {
+                    if node.store.local_reads(part.shard) {
+                        ReadIndex::Ready(Ok(()))
+                    } else {
+                        ReadIndex::Waiting(node.read_index(part.shard))
+                    }
+                });
                 Pending::Read(part.shard)
             }
             Target::Remote(_, addr) if !internal => {

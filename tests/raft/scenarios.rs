@@ -284,6 +284,36 @@ pub fn membership_changes_with_learners_and_joint_consensus(engines: Engines) {
     assert!(replicated_everywhere(&c, "after", "joint"));
 }
 
+/// Local reads (no Raft round) are allowed only to a sole voter that has applied an entry
+/// of its own term — never in a replicated group, and not right after a restart before the
+/// new term's first entry is applied.
+pub fn only_a_sole_voter_reads_locally(engines: Engines) {
+    let replicated = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let leader = replicated.wait_leader(1, T).unwrap();
+    put(&replicated, "k", "v");
+    for id in replicated.running() {
+        assert!(
+            !replicated.status(id, 1).unwrap().local_reads,
+            "node {id} (leader {leader})"
+        );
+    }
+    let mut single = Cluster::start(ClusterOptions::new(1, 1, engines)).unwrap();
+    single.wait_leader(1, T).unwrap();
+    put(&single, "k", "v");
+    let ready = wait_for(T, || {
+        single.status(1, 1).filter(|s| s.local_reads).map(|_| ())
+    });
+    assert!(
+        ready.is_some(),
+        "a sole voter reads locally once its term has an applied entry"
+    );
+    single.restart(1).unwrap();
+    let s = single.status(1, 1);
+    assert!(s.is_none_or(|s| !s.local_reads || s.applied >= s.commit));
+    single.wait_leader(1, T).unwrap();
+    assert_eq!(get(&single, "k").as_deref(), Some("v"));
+}
+
 macro_rules! on_engines {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[test] fn $case() { super::$case(super::Engines::Memory); } )* }
@@ -301,6 +331,7 @@ on_engines!(
     lease_reads_are_served_by_the_leader,
     lagging_follower_is_caught_up_by_snapshot,
     membership_changes_with_learners_and_joint_consensus,
+    only_a_sole_voter_reads_locally,
 );
 
 /// The core scenarios again, on real storage and real TCP over loopback.
