@@ -87,9 +87,15 @@ pub fn set(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         }
         i += 1;
     }
-    let old = match ctx.live(&args[1]) {
-        Ok(l) => l,
-        Err(e) => return e,
+    // A plain SET (no NX/XX/GET/KEEPTTL) does not depend on the old value: skip the read.
+    let needs_old = nx || xx || get || expiry == Expiry::Keep;
+    let old = if needs_old {
+        match ctx.live(&args[1]) {
+            Ok(l) => l,
+            Err(e) => return e,
+        }
+    } else {
+        None
     };
     if get && old.as_ref().is_some_and(|l| l.kind != value::TYPE_STRING) {
         return Reply::err(errors::WRONGTYPE);
