@@ -130,7 +130,7 @@ pub struct ServerArgs {
     /// Raft log I/O path [default: auto].
     #[arg(long, value_enum)]
     pub io: Option<IoChoice>,
-    /// Client sockets: auto (io_uring when available), uring or epoll [default: auto].
+    /// Client sockets: epoll, auto (io_uring when available) or uring [default: epoll].
     #[arg(long)]
     pub net_io: Option<String>,
     /// Raft tick in milliseconds (elections take 10-20 ticks) [default: 100].

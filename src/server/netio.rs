@@ -1,7 +1,10 @@
 //! The two ways a worker talks to client sockets: tokio-uring (reads and writes submitted
 //! through io_uring, buffers moved into the kernel operation and back) or tokio's epoll
 //! reactor. Sessions are written once against [`ClientIo`]; the worker picks the backend
-//! at start — io_uring when the kernel allows it, else epoll, logged and shown in INFO.
+//! at start (logged and shown in INFO). Epoll is the default: with tokio-uring 0.5 every
+//! socket read and write is a separate io_uring operation completed through task work, and
+//! on the 2-vCPU machine of docs/benchmarks.md that measured 12-25% slower than epoll for
+//! pipelined GET/SET. `auto` uses io_uring when the kernel allows it, else epoll.
 
 use bytes::BytesMut;
 use std::io;
@@ -24,8 +27,8 @@ impl NetBackend {
     }
 }
 
-/// Picks the backend for `choice` (`auto`, `uring`, `epoll`): `auto` probes io_uring by
-/// building a tokio-uring runtime; `uring` fails if that does not work.
+/// Picks the backend for `choice` (`epoll`, `auto`, `uring`): `auto` probes io_uring by
+/// building a tokio-uring runtime and falls back to epoll; `uring` fails if that does not work.
 pub fn choose(choice: &str) -> anyhow::Result<(NetBackend, Option<String>)> {
     if choice == "epoll" {
         return Ok((NetBackend::Epoll, Some("chosen by configuration".into())));

@@ -5,9 +5,10 @@
 //! Stopping (SIGINT/SIGTERM or [`Server::stop`]) stops accepting, ends every session, then
 //! stops Raft.
 //!
-//! Each worker runs a tokio-uring runtime (socket reads and writes through io_uring) when
-//! the kernel supports it, else a plain tokio runtime on epoll (`netio::choose`); timers,
-//! channels and the forwarding connections use tokio in both.
+//! Each worker runs a plain tokio runtime on epoll (default) or, with `--net-io auto|uring`,
+//! a tokio-uring runtime (socket reads and writes through io_uring) when the kernel supports
+//! it (`netio::choose` explains the default); timers, channels and the forwarding
+//! connections use tokio in both.
 
 use super::config::ServerConfig;
 use super::netio::{self, NetBackend};
