@@ -1,7 +1,8 @@
 //! The `tessera` crate: everything above storage — the Redis protocol (`resp`), command
 //! semantics (`cmd`), the server (`server`), the multi-Raft store (`raftstore`), transports,
-//! shards, the command-line front (`cli`), the storage self-check and test helpers. It never names a RocksDB or io_uring type: storage is reached only through
-//! `tessera_storage`'s traits.
+//! shards, the command-line front (`cli`), the storage self-check and test helpers. It never
+//! names a RocksDB type and reaches storage only through `tessera_storage`'s traits; its only
+//! io_uring use is tokio-uring for client sockets (`server::netio`).
 
 pub mod cli;
 pub mod cmd;
