@@ -27,24 +27,8 @@ pub struct Proposal {
 
 impl Proposal {
     pub fn encode(&self) -> Bytes {
-        let size = 13
-            + self
-                .cmds
-                .iter()
-                .map(|c| 4 + c.iter().map(|a| 4 + a.len()).sum::<usize>())
-                .sum::<usize>();
-        let mut b = Vec::with_capacity(size);
-        b.put_u8(VERSION);
-        b.put_u64_le(self.now_ms);
-        b.put_u32_le(self.cmds.len() as u32);
-        for c in &self.cmds {
-            b.put_u32_le(c.len() as u32);
-            for a in c {
-                b.put_u32_le(a.len() as u32);
-                b.put_slice(a);
-            }
-        }
-        b.into()
+        let cmds: Vec<&[Bytes]> = self.cmds.iter().map(|c| c.as_slice()).collect();
+        encode_commands(self.now_ms, &cmds)
     }
 
     pub fn decode(mut b: &[u8]) -> Option<Self> {
@@ -76,6 +60,28 @@ impl Proposal {
         }
         b.is_empty().then_some(Proposal { now_ms, cmds })
     }
+}
+
+/// Encodes a [`Proposal`] straight from borrowed commands (no copies of the arguments
+/// besides the encoding itself).
+pub fn encode_commands(now_ms: u64, cmds: &[&[Bytes]]) -> Bytes {
+    let size = 13
+        + cmds
+            .iter()
+            .map(|c| 4 + c.iter().map(|a| 4 + a.len()).sum::<usize>())
+            .sum::<usize>();
+    let mut b = Vec::with_capacity(size);
+    b.put_u8(VERSION);
+    b.put_u64_le(now_ms);
+    b.put_u32_le(cmds.len() as u32);
+    for c in cmds {
+        b.put_u32_le(c.len() as u32);
+        for a in c.iter() {
+            b.put_u32_le(a.len() as u32);
+            b.put_slice(a);
+        }
+    }
+    b.into()
 }
 
 /// The replies of an applied [`Proposal`], one per command, in order.

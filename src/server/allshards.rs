@@ -82,7 +82,7 @@ pub async fn local_shard_command(node: &Arc<Node>, args: &[Bytes]) -> Reply {
         return Reply::err(format!("TRYAGAIN not the leader of shard {}", shard.id));
     }
     if flush {
-        return match node.propose(shard.id, vec![args.to_vec()]).await {
+        return match node.propose(shard.id, &[args]).await {
             Ok(Ok(bytes)) => crate::cmd::machine::decode_replies(&bytes, 1).remove(0),
             Ok(Err(e)) => Reply::err(format!("TRYAGAIN {e}")),
             Err(_) => Reply::err("ERR server is shutting down"),

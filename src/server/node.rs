@@ -6,7 +6,7 @@
 
 use super::clients::ClientRegistry;
 use super::config::ServerConfig;
-use crate::cmd::machine::{Proposal, RedisStateMachine};
+use crate::cmd::machine::{encode_commands, RedisStateMachine};
 use crate::cmd::scan::{walk_shard, Walk, WalkResult};
 use crate::cmd::{execute, Cmd, Ctx, Keyspace};
 use crate::raftstore::{RaftStore, ReadMode, StoreConfig, StoreError, StoreParts};
@@ -187,14 +187,10 @@ impl Node {
     pub fn propose(
         &self,
         shard: u64,
-        cmds: Vec<Vec<Bytes>>,
+        cmds: &[&[Bytes]],
     ) -> oneshot::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        let cmd = Proposal {
-            now_ms: now_ms(),
-            cmds,
-        }
-        .encode();
+        let cmd = encode_commands(now_ms(), cmds);
         self.store
             .propose(shard, cmd, Box::new(move |r| drop(tx.send(r))));
         rx
@@ -242,11 +238,7 @@ impl Node {
         let mut args = Vec::with_capacity(keys.len() + 1);
         args.push(Bytes::from_static(b"TESSERA.EXPIRED"));
         args.extend(keys);
-        let cmd = Proposal {
-            now_ms: now_ms(),
-            cmds: vec![args],
-        }
-        .encode();
+        let cmd = encode_commands(now_ms(), &[&args]);
         self.store.propose(shard, cmd, Box::new(|_| {}));
     }
 

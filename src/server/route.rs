@@ -45,7 +45,8 @@ enum Pending {
 /// One proposal per shard: the commands of this group's local write parts, in order.
 #[derive(Default)]
 struct ShardBatch {
-    cmds: Vec<Vec<Bytes>>,
+    /// Indices into the group's parts.
+    parts: Vec<usize>,
     proposed: Option<oneshot::Receiver<Result<Bytes, StoreError>>>,
     replies: Option<Result<Vec<Reply>, StoreError>>,
 }
@@ -54,7 +55,7 @@ async fn batch_reply(batch: &mut ShardBatch, i: usize) -> Result<Reply, StoreErr
     if batch.replies.is_none() {
         let rx = batch.proposed.take().expect("proposed once");
         let r = rx.await.unwrap_or(Err(StoreError::Stopped));
-        let n = batch.cmds.len();
+        let n = batch.parts.len();
         batch.replies = Some(r.map(|bytes| decode_applied(&bytes, n)));
     }
     match batch.replies.as_ref().expect("set above") {
@@ -89,25 +90,32 @@ fn splittable(cmd: Cmd) -> bool {
     )
 }
 
-fn split(node: &Node, idx: usize, spec: &Spec, args: &[Bytes]) -> Result<Vec<Part>, Reply> {
-    let positions: Vec<usize> = spec.key_positions(args.len()).collect();
-    let first = node.shard_of(&args[positions[0]]).id;
-    if positions
-        .iter()
-        .all(|p| node.shard_of(&args[*p]).id == first)
-    {
-        return Ok(vec![Part {
+/// Appends `args`' parts to `parts`: the request itself when its keys share a shard (the
+/// common case: no copy), else one part per shard.
+fn split(
+    node: &Node,
+    idx: usize,
+    spec: &Spec,
+    args: Vec<Bytes>,
+    parts: &mut Vec<Part>,
+) -> Result<(), Reply> {
+    let mut keys = spec.key_positions(args.len());
+    let first_pos = keys.next().expect("keyed commands have a key");
+    let first = node.shard_of(&args[first_pos]).id;
+    if keys.all(|p| node.shard_of(&args[p]).id == first) {
+        parts.push(Part {
             cmd: idx,
             shard: first,
-            args: args.to_vec(),
-            positions,
-        }]);
+            args,
+            positions: Vec::new(),
+        });
+        return Ok(());
     }
     if !splittable(spec.cmd) {
         return Err(Reply::err(errors::CROSSSHARD));
     }
     let mut by_shard: BTreeMap<u64, Part> = BTreeMap::new();
-    for (n, p) in positions.into_iter().enumerate() {
+    for (n, p) in spec.key_positions(args.len()).enumerate() {
         let shard = node.shard_of(&args[p]).id;
         let part = by_shard.entry(shard).or_insert_with(|| Part {
             cmd: idx,
@@ -118,7 +126,8 @@ fn split(node: &Node, idx: usize, spec: &Spec, args: &[Bytes]) -> Result<Vec<Par
         part.args.push(args[p].clone());
         part.positions.push(n);
     }
-    Ok(by_shard.into_values().collect())
+    parts.extend(by_shard.into_values());
+    Ok(())
 }
 
 fn store_error_reply(e: &StoreError) -> Reply {
@@ -155,16 +164,17 @@ fn decode_applied(bytes: &[u8], n: usize) -> Vec<Reply> {
 /// Runs `cmds` (all reads or all writes); `internal` sessions never forward.
 pub async fn run_group(
     node: &Arc<Node>,
-    cmds: &[(&'static Spec, Vec<Bytes>)],
+    cmds: Vec<(&'static Spec, Vec<Bytes>)>,
     internal: bool,
 ) -> Vec<Reply> {
     let write = cmds.first().is_some_and(|(s, _)| s.route == Route::Write);
     let mut early: Vec<Option<Reply>> = vec![None; cmds.len()];
-    let mut parts = Vec::new();
-    for (i, (spec, args)) in cmds.iter().enumerate() {
-        match split(node, i, spec, args) {
-            Ok(p) => parts.extend(p),
-            Err(r) => early[i] = Some(r),
+    // What `combine` needs of each command once its arguments moved into parts.
+    let shapes: Vec<(&'static Spec, usize)> = cmds.iter().map(|(s, a)| (*s, a.len())).collect();
+    let mut parts = Vec::with_capacity(cmds.len());
+    for (i, (spec, args)) in cmds.into_iter().enumerate() {
+        if let Err(r) = split(node, i, spec, args, &mut parts) {
+            early[i] = Some(r);
         }
     }
     // Start every part: one proposal or read index per local shard, one batch per remote node.
@@ -174,15 +184,15 @@ pub async fn run_group(
     let mut pending = Vec::with_capacity(parts.len());
     // Leadership looked up once per shard per group (the status map is shared by threads).
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
-    for part in &parts {
+    for (pi, part) in parts.iter().enumerate() {
         let target = *targets
             .entry(part.shard)
             .or_insert_with(|| node.target(part.shard));
         pending.push(match target {
             Target::Local if write => {
                 let batch = writes.entry(part.shard).or_default();
-                batch.cmds.push(part.args.clone());
-                Pending::Write(part.shard, batch.cmds.len() - 1)
+                batch.parts.push(pi);
+                Pending::Write(part.shard, batch.parts.len() - 1)
             }
             Target::Local => {
                 reads.entry(part.shard).or_insert_with(|| {
@@ -204,7 +214,8 @@ pub async fn run_group(
         });
     }
     for (shard, batch) in writes.iter_mut() {
-        batch.proposed = Some(node.propose(*shard, batch.cmds.clone()));
+        let cmds: Vec<&[Bytes]> = batch.parts.iter().map(|i| &parts[*i].args[..]).collect();
+        batch.proposed = Some(node.propose(*shard, &cmds));
     }
     let password = node.settings.read().requirepass.clone();
     let mut batches: BTreeMap<SocketAddr, _> = BTreeMap::new();
@@ -227,7 +238,7 @@ pub async fn run_group(
     // Gather in order.
     let mut part_replies = Vec::with_capacity(parts.len());
     for (part, p) in parts.iter().zip(pending) {
-        let spec = cmds[part.cmd].0;
+        let spec = shapes[part.cmd].0;
         let reply = match p {
             Pending::Done(r) => r,
             Pending::Write(shard, i) => {
@@ -258,7 +269,7 @@ pub async fn run_group(
         };
         part_replies.push(reply);
     }
-    combine(cmds, early, &parts, part_replies)
+    combine(&shapes, early, &parts, part_replies)
 }
 
 /// Runs one part alone until it gets an answer that is not "no leader here", re-resolving
@@ -271,8 +282,7 @@ async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
         let reply = match node.target(part.shard) {
-            Target::Local if write => match node.propose(part.shard, vec![part.args.clone()]).await
-            {
+            Target::Local if write => match node.propose(part.shard, &[&part.args]).await {
                 Ok(Ok(bytes)) => decode_applied(&bytes, 1).remove(0),
                 Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
                 Ok(Err(e)) => store_error_reply(&e),
@@ -308,7 +318,7 @@ async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply
 
 /// Folds part replies back into one reply per command.
 fn combine(
-    cmds: &[(&'static Spec, Vec<Bytes>)],
+    cmds: &[(&'static Spec, usize)],
     mut out: Vec<Option<Reply>>,
     parts: &[Part],
     replies: Vec<Reply>,
@@ -324,7 +334,7 @@ fn combine(
             continue;
         }
         let slot = out[i].get_or_insert_with(|| match cmds[i].0.cmd {
-            Cmd::Mget => Reply::Array(vec![Reply::Nil; cmds[i].1.len() - 1]),
+            Cmd::Mget => Reply::Array(vec![Reply::Nil; cmds[i].1 - 1]),
             _ => Reply::Int(0),
         });
         match (slot, reply) {

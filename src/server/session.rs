@@ -175,10 +175,9 @@ async fn flush_group(
     if group.is_empty() {
         return;
     }
-    for r in run_group(node, group, conn.internal).await {
+    for r in run_group(node, std::mem::take(group), conn.internal).await {
         r.encode(conn.proto, out);
     }
-    group.clear();
 }
 
 async fn run_other(node: &Arc<Node>, conn: &mut Conn, spec: &Spec, args: &[Bytes]) -> Reply {

@@ -122,9 +122,14 @@ pub fn static_layout(shards: u64, peers: &[u64]) -> Vec<ShardDesc> {
         .collect()
 }
 
-/// The shard whose range holds `key` (layouts cover the whole key space).
+/// The shard whose range holds `key` (layouts cover the whole key space). Binary search
+/// when the layout is sorted by start key, as layouts are; a linear scan otherwise.
 pub fn locate<'a>(layout: &'a [ShardDesc], key: &[u8]) -> Option<&'a ShardDesc> {
-    layout.iter().find(|s| s.contains(key))
+    let i = layout.partition_point(|s| s.start.as_slice() <= key);
+    match i.checked_sub(1).map(|i| &layout[i]) {
+        Some(s) if s.contains(key) => Some(s),
+        _ => layout.iter().find(|s| s.contains(key)),
+    }
 }
 
 #[cfg(test)]
