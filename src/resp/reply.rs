@@ -131,8 +131,43 @@ fn bulk(out: &mut BytesMut, b: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn itoa(n: i64) -> String {
-    n.to_string()
+/// Decimal digits of `n` without allocating.
+fn itoa(n: i64) -> ItoaBuf {
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let neg = n < 0;
+    let mut v = n.unsigned_abs();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut out = ItoaBuf {
+        buf: [0u8; 21],
+        len: 0,
+    };
+    if neg {
+        out.buf[0] = b'-';
+        out.len = 1;
+    }
+    let digits = &buf[pos..];
+    out.buf[out.len..out.len + digits.len()].copy_from_slice(digits);
+    out.len += digits.len();
+    out
+}
+
+struct ItoaBuf {
+    buf: [u8; 21],
+    len: usize,
+}
+
+impl ItoaBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// Doubles as Redis prints them: `inf`/`-inf`, integers without a fraction, otherwise the
@@ -180,6 +215,13 @@ mod tests {
     fn status_lines_cannot_inject_frames() {
         let r = Reply::err("ERR bad\r\n+OK");
         assert_eq!(enc(&r, Protocol::Resp2), "-ERR bad  +OK\r\n");
+    }
+
+    #[test]
+    fn integers_print_exactly() {
+        for n in [0, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
+            assert_eq!(itoa(n).as_bytes(), n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ impl StateOptions {
 
 pub struct RocksStateEngine {
     db: DB,
+    /// Default read options, made once (a point read would otherwise create and free one).
+    read_opts: ReadOptions,
     applied: AppliedTracker,
     dir: PathBuf,
 }
@@ -101,6 +103,7 @@ impl RocksStateEngine {
             }
         }
         Ok(RocksStateEngine {
+            read_opts: ReadOptions::default(),
             db,
             applied: AppliedTracker::recovered(on_disk),
             dir: opts.dir,
@@ -142,7 +145,9 @@ fn range_read_opts(range: &KeyRange) -> ReadOptions {
 
 impl StateEngine for RocksStateEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(cf), key).map_err(rocks_err)
+        self.db
+            .get_cf_opt(self.cf(cf), key, &self.read_opts)
+            .map_err(rocks_err)
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
