@@ -205,8 +205,8 @@ impl Node {
 
     /// Runs a read command on local state (after [`Node::read_index`]); expired keys it
     /// meets are proposed for deletion in the background.
-    pub fn exec_read(&self, shard: u64, cmd: Cmd, args: &[Bytes]) -> Reply {
-        let now = now_ms();
+    /// `now` is the leader's clock (read once per pipeline group by the caller).
+    pub fn exec_read(&self, shard: u64, cmd: Cmd, args: &[Bytes], now: u64) -> Reply {
         let mut kv = ReadKeyspace {
             state: &*self.state,
             now,

@@ -8,7 +8,7 @@
 //! always for reads, for writes only when the store reports the entry was not applied.
 
 use super::forward::{forward_batch, ForwardError};
-use super::node::{Node, Target};
+use super::node::{now_ms, Node, Target};
 use crate::cmd::{errors, Cmd, Route, Spec};
 use crate::raftstore::StoreError;
 use crate::resp::Reply;
@@ -235,7 +235,9 @@ pub async fn run_group(
             .unwrap_or_else(|e| Err(ForwardError::NotSent(e.to_string())));
         results.insert(addr, r);
     }
-    // Gather in order.
+    // Gather in order. Reads of the group share one reading of the clock, taken once the
+    // first of them may run.
+    let mut now: Option<u64> = None;
     let mut part_replies = Vec::with_capacity(parts.len());
     for (part, p) in parts.iter().zip(pending) {
         let spec = shapes[part.cmd].0;
@@ -251,7 +253,10 @@ pub async fn run_group(
                 }
             }
             Pending::Read(shard) => match read_ready(&mut reads, shard).await {
-                Ok(()) => node.exec_read(part.shard, spec.cmd, &part.args),
+                Ok(()) => {
+                    let now = *now.get_or_insert_with(now_ms);
+                    node.exec_read(part.shard, spec.cmd, &part.args, now)
+                }
                 Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
                 Err(e) if retryable(&e) => no_leader(part.shard),
                 Err(e) => store_error_reply(&e),
@@ -289,7 +294,7 @@ async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply
                 Err(_) => store_error_reply(&StoreError::Stopped),
             },
             Target::Local => match node.read_index(part.shard).await {
-                Ok(Ok(())) => node.exec_read(part.shard, spec.cmd, &part.args),
+                Ok(Ok(())) => node.exec_read(part.shard, spec.cmd, &part.args, now_ms()),
                 Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
                 Ok(Err(e)) => store_error_reply(&e),
                 Err(_) => store_error_reply(&StoreError::Stopped),
