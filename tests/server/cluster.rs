@@ -147,3 +147,27 @@ fn killing_a_leader_mid_workload_loses_no_acknowledged_write() {
     let v: Value = q(c, &["DBSIZE"]);
     assert!(matches!(v, Value::Int(n) if n as usize >= acked.len()));
 }
+
+#[test]
+fn forwarding_authenticates_with_the_cluster_password() {
+    let cluster = TestCluster::start(3, 4, &["--requirepass", "pw"]);
+    let node = &cluster.nodes[1];
+    let c = &mut redis::Client::open(format!("redis://:pw@{}/", node.resp))
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    let keys = ["0a", "Ab", "\u{90}c", "\u{e0}d"];
+    for k in keys {
+        assert_eq!(q::<String>(c, &["SET", k, k]), "OK");
+    }
+    for k in keys {
+        assert_eq!(q::<String>(c, &["GET", k]), k);
+    }
+    assert_eq!(q::<i64>(c, &["DBSIZE"]), 4);
+    let anon = &mut node.client();
+    let err = redis::cmd("GET")
+        .arg("0a")
+        .query::<Value>(anon)
+        .unwrap_err();
+    assert_eq!(err.code(), Some("NOAUTH"));
+}

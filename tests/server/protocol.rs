@@ -193,3 +193,33 @@ fn maxclients_refuses_extra_connections() {
     assert_eq!(text(&out), "-ERR max number of clients reached\r\n");
     assert!(closed);
 }
+
+#[test]
+fn a_client_over_the_query_buffer_limit_is_disconnected() {
+    let cluster = TestCluster::single(&[]);
+    let addr = cluster.node().resp;
+    let (out, _) = raw_exchange(
+        addr,
+        b"CONFIG SET client-query-buffer-limit 4096\r\nQUIT\r\n",
+        QUIET,
+    );
+    assert_eq!(text(&out), "+OK\r\n+OK\r\n");
+    // An incomplete 1 MB argument: more than 4 KB waits in the buffer, so the server hangs up.
+    let mut input = b"*2\r\n$4\r\nECHO\r\n$1000000\r\n".to_vec();
+    input.extend(vec![b'x'; 64 << 10]);
+    let (out, closed) = raw_exchange(addr, &input, QUIET);
+    assert!(out.is_empty(), "{}", text(&out));
+    assert!(closed, "disconnected");
+    // Below the limit the same request is answered.
+    let (out, _) = raw_exchange(
+        addr,
+        b"CONFIG SET client-query-buffer-limit 2000000\r\nQUIT\r\n",
+        QUIET,
+    );
+    assert_eq!(text(&out), "+OK\r\n+OK\r\n");
+    let mut input = b"*2\r\n$4\r\nECHO\r\n$1000000\r\n".to_vec();
+    input.extend(vec![b'x'; 1_000_000]);
+    input.extend(b"\r\n");
+    let (out, _) = raw_exchange(addr, &input, QUIET);
+    assert_eq!(out.len(), 1_000_000 + "$1000000\r\n\r\n".len());
+}
