@@ -118,7 +118,6 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         .next()
         .ok_or_else(|| anyhow!("{} has no address", args.host))?;
     let w = workload(&args)?;
-    runner::check_supported(&w)?;
     let cfg = RunConfig {
         addr,
         password: args.password.clone(),
@@ -135,6 +134,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         seed: args.seed,
         progress: args.progress,
     };
+    runner::check_supported(&w, cfg.model)?;
     let mut json = Vec::new();
     let mut clean = true;
     for (name, load) in [("load", true), ("run", false)] {
