@@ -294,6 +294,18 @@ async fn connection(
     Ok(stats)
 }
 
+/// `[#####-----] 50%` for a fraction of the work done.
+pub fn progress_bar(fraction: f64) -> String {
+    let f = fraction.clamp(0.0, 1.0);
+    let filled = (f * 30.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(filled),
+        "-".repeat(30 - filled),
+        f * 100.0
+    )
+}
+
 /// Refuses what the tool cannot run yet, before anything is sent.
 pub fn check_supported(workload: &Workload, model: Model) -> anyhow::Result<()> {
     if workload.scan > 0.0 && model == Model::Hash {
@@ -362,8 +374,13 @@ pub async fn phase(
                 tick.tick().await;
                 let done = shared.completed.load(Ordering::Relaxed);
                 if progress {
+                    let fraction = match duration {
+                        Some(d) => start.elapsed().as_secs_f64() / d.as_secs_f64(),
+                        None => done as f64 / budget.max(1) as f64,
+                    };
                     eprint!(
-                        "\r{:>8.1} s  {:>10} ops  {:>9} ops/s   ",
+                        "\r{} {:>8.1} s  {:>10} ops  {:>9} ops/s   ",
+                        progress_bar(fraction),
                         start.elapsed().as_secs_f64(),
                         done,
                         done - last
@@ -401,4 +418,19 @@ pub async fn phase(
     }
     let warmup = if load { Duration::ZERO } else { cfg.warmup };
     Ok((total, elapsed.saturating_sub(warmup)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_progress_bar_fills_with_the_work() {
+        assert_eq!(progress_bar(0.0), format!("[{}]   0%", "-".repeat(30)));
+        assert_eq!(
+            progress_bar(0.5),
+            format!("[{}{}]  50%", "#".repeat(15), "-".repeat(15))
+        );
+        assert_eq!(progress_bar(2.0), format!("[{}] 100%", "#".repeat(30)));
+    }
 }

@@ -183,3 +183,64 @@ fn verified_workloads_against_tessera() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("need a sorted-set index"));
 }
+
+#[test]
+fn auth_is_used_and_a_wrong_password_is_a_clear_error() {
+    let tessera = PathBuf::from(BENCH).with_file_name("tessera");
+    assert!(
+        tessera.exists(),
+        "{} is missing: build the workspace first",
+        tessera.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Server(
+        Command::new(&tessera)
+            .args([
+                "server",
+                "--tick-ms",
+                "20",
+                "--requirepass",
+                "pw",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .args(["--port", &port.to_string(), "--raft-addr"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let bench = |pw: &str| {
+        Command::new(BENCH)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-a",
+                pw,
+                "-w",
+                "c",
+                "--records",
+                "50",
+            ])
+            .args(["--operations", "200", "-c", "2", "--verify"])
+            .output()
+            .unwrap()
+    };
+    loop {
+        if bench("pw").status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never ran clean with the right password"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = bench("wrong");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AUTH failed: WRONGPASS"), "{err}");
+}
