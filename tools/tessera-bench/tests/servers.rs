@@ -124,8 +124,8 @@ fn verified_workloads_against_redis_server() {
     }
 }
 
-#[test]
-fn verified_workloads_against_tessera() {
+/// A single-node Tessera from this workspace's build, on a free port.
+fn start_tessera(extra: &[&str]) -> (Server, u16, tempfile::TempDir) {
     let tessera = PathBuf::from(BENCH).with_file_name("tessera");
     assert!(
         tessera.exists(),
@@ -134,17 +134,24 @@ fn verified_workloads_against_tessera() {
     );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _server = Server(
+    let server = Server(
         Command::new(&tessera)
             .args(["server", "--tick-ms", "20", "--data-dir"])
             .arg(dir.path())
             .args(["--port", &port.to_string(), "--raft-addr"])
             .arg(format!("127.0.0.1:{}", free_port()))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
+    (server, port, dir)
+}
+
+#[test]
+fn verified_workloads_against_tessera() {
+    let (_server, port, _dir) = start_tessera(&[]);
     wait_for_ping(port);
     for w in ["a", "d", "e", "f"] {
         bench_clean(port, w);
@@ -186,32 +193,7 @@ fn verified_workloads_against_tessera() {
 
 #[test]
 fn auth_is_used_and_a_wrong_password_is_a_clear_error() {
-    let tessera = PathBuf::from(BENCH).with_file_name("tessera");
-    assert!(
-        tessera.exists(),
-        "{} is missing: build the workspace first",
-        tessera.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _server = Server(
-        Command::new(&tessera)
-            .args([
-                "server",
-                "--tick-ms",
-                "20",
-                "--requirepass",
-                "pw",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .args(["--port", &port.to_string(), "--raft-addr"])
-            .arg(format!("127.0.0.1:{}", free_port()))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_server, port, _dir) = start_tessera(&["--requirepass", "pw"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let bench = |pw: &str| {
         Command::new(BENCH)
