@@ -8,7 +8,8 @@
 //!   every key `state_key(G, 1..=I)`.
 //!
 //! Each group has its own thread; group 0 also compacts and runs GC now and then, so kills
-//! land in the middle of rotations and GC passes too. On start it resumes after what it finds.
+//! land in the middle of rotations and GC passes too. On start it re-applies the log entries
+//! the state engine lost (its unflushed writes), then resumes after the log's last entry.
 
 use super::{payload, state_key};
 use crate::cli::TortureArgs;
@@ -41,10 +42,21 @@ pub fn run(args: TortureArgs) -> anyhow::Result<()> {
             let (log, state, say) = (log.clone(), state.clone(), say.clone());
             let value_size = args.value_size;
             std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut i = log
+                let last = log
                     .last_index(g)
-                    .unwrap_or(log.compacted_to(g).saturating_sub(1))
-                    + 1;
+                    .unwrap_or(log.compacted_to(g).saturating_sub(1));
+                // Like Raft's apply after a restart: entries the log holds beyond what the
+                // state engine kept (its unflushed writes died with the process) are applied
+                // again before anything new, so the state never has a gap below its applied
+                // index.
+                let applied = state.applied(g)?.unwrap_or(0);
+                for j in applied + 1..=last {
+                    let mut wb = WriteBatch::new();
+                    wb.put(Cf::Data, state_key(g, j), payload(g, j, 16))
+                        .set_applied(g, j);
+                    state.write(wb)?;
+                }
+                let mut i = last + 1;
                 loop {
                     let mut b = LogBatch::new();
                     b.append(g, vec![LogEntry::new(i, 1, payload(g, i, value_size))]);
