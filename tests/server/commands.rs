@@ -57,7 +57,7 @@ fn string_commands(c: &mut Connection, _cluster: &TestCluster) {
     assert!(nil(c, &["SET", "new", "x", "NX", "GET"]));
     assert_eq!(q::<String>(c, &["GET", "new"]), "x");
     assert_eq!(q::<String>(c, &["SET", "s", "v3", "EX", "100"]), "OK");
-    assert!((99..=100).contains(&q::<i64>(c, &["TTL", "s"])));
+    assert!((90..=100).contains(&q::<i64>(c, &["TTL", "s"])));
     assert_eq!(q::<String>(c, &["SET", "s", "v4", "KEEPTTL"]), "OK");
     assert!(q::<i64>(c, &["PTTL", "s"]) > 90_000, "KEEPTTL kept it");
     assert_eq!(q::<String>(c, &["SET", "s", "v5"]), "OK");
@@ -269,7 +269,7 @@ fn key_commands_and_keyspace_walks(c: &mut Connection, _cluster: &TestCluster) {
         "ERR GT and LT options at the same time are not compatible"
     );
     assert_eq!(q::<i64>(c, &["EXPIRE", "nope", "5"]), 0);
-    assert!((49..=50).contains(&q::<i64>(c, &["TTL", "user:1"])));
+    assert!((40..=50).contains(&q::<i64>(c, &["TTL", "user:1"])));
     assert!(q::<i64>(c, &["PTTL", "user:1"]) > 40_000);
     assert_eq!(q::<i64>(c, &["PEXPIRE", "user:1", "100000"]), 1);
     let now_s = std::time::SystemTime::now()
@@ -337,11 +337,11 @@ fn keys_expire_everywhere_and_are_deleted_through_raft_through_a_cluster() {
 }
 
 fn keys_expire_everywhere_and_are_deleted_through_raft(c: &mut Connection, cluster: &TestCluster) {
-    q::<String>(c, &["SET", "soon", "v", "PX", "150"]);
-    q::<String>(c, &["SET", "lazy", "v", "PX", "150"]);
+    q::<String>(c, &["SET", "soon", "v", "PX", "1500"]);
+    q::<String>(c, &["SET", "lazy", "v", "PX", "1500"]);
     q::<String>(c, &["SET", "stays", "v"]);
     assert_eq!(q::<i64>(c, &["EXISTS", "soon", "lazy"]), 2);
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1800));
     assert!(nil(c, &["GET", "lazy"]), "an expired key reads as missing");
     assert_eq!(q::<i64>(c, &["EXISTS", "soon"]), 0);
     assert_eq!(q::<i64>(c, &["TTL", "soon"]), -2);
