@@ -15,6 +15,7 @@ mod workload;
 use anyhow::{anyhow, Context};
 use clap::{Parser, ValueEnum};
 use runner::{Model, RunConfig};
+use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,7 +86,7 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Live ops/s on stderr.
+    /// Live progress bar with ops/s on stderr (default when stderr is a terminal).
     #[arg(long)]
     progress: bool,
 }
@@ -132,7 +133,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         },
         verify: args.verify,
         seed: args.seed,
-        progress: args.progress,
+        // The live bar is on when stderr is a terminal, or when asked for.
+        progress: args.progress || std::io::stderr().is_terminal(),
     };
     runner::check_supported(&w, cfg.model)?;
     let mut json = Vec::new();
