@@ -31,7 +31,10 @@ impl Proposal {
         encode_commands(self.now_ms, &cmds)
     }
 
-    pub fn decode(mut b: &[u8]) -> Option<Self> {
+    /// Decodes an entry; the arguments share one copy of the entry's bytes.
+    pub fn decode(raw: &[u8]) -> Option<Self> {
+        let whole = Bytes::copy_from_slice(raw);
+        let mut b: &[u8] = &whole;
         if b.remaining() < 13 || b.get_u8() != VERSION {
             return None;
         }
@@ -53,7 +56,8 @@ impl Proposal {
                 if b.remaining() < len {
                     return None;
                 }
-                args.push(Bytes::copy_from_slice(&b[..len]));
+                let at = whole.len() - b.remaining();
+                args.push(whole.slice(at..at + len));
                 b.advance(len);
             }
             cmds.push(args);
