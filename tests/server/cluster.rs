@@ -171,3 +171,18 @@ fn forwarding_authenticates_with_the_cluster_password() {
         .unwrap_err();
     assert_eq!(err.code(), Some("NOAUTH"));
 }
+
+/// Forwarding from io_uring workers (their peer connections are plain tokio sockets).
+#[test]
+fn forwarding_works_from_io_uring_workers() {
+    let cluster = TestCluster::start(3, 4, &["--net-io", "auto"]);
+    let keys = ["0a", "Ab", "\u{90}c", "\u{e0}d"];
+    let mut writer = cluster.nodes[1].client();
+    for k in keys {
+        assert_eq!(q::<String>(&mut writer, &["SET", k, k]), "OK");
+    }
+    let mut reader = cluster.nodes[2].client();
+    let got: Vec<String> = q(&mut reader, &["MGET", keys[0], keys[1], keys[2], keys[3]]);
+    assert_eq!(got, keys);
+    assert_eq!(q::<i64>(&mut reader, &["DBSIZE"]), 4);
+}
