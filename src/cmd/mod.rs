@@ -95,7 +95,7 @@ pub trait Keyspace {
 pub struct Live {
     pub kind: u8,
     pub expire_at: u64,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 impl Live {
@@ -127,10 +127,15 @@ impl Ctx<'_> {
             .kv
             .get(key)
             .map_err(|e| Reply::err(format!("ERR storage failure: {e}")))?;
-        Ok(raw.as_deref().and_then(Stored::decode).map(|s| Live {
-            kind: s.kind,
-            expire_at: s.expire_at,
-            payload: s.payload.to_vec(),
+        Ok(raw.and_then(|v| {
+            let s = Stored::decode(&v)?;
+            let (kind, expire_at, header) = (s.kind, s.expire_at, v.len() - s.payload.len());
+            // The payload is a view of the value read, not a second copy.
+            Some(Live {
+                kind,
+                expire_at,
+                payload: Bytes::from(v).slice(header..),
+            })
         }))
     }
 

@@ -21,7 +21,7 @@ fn string_or_wrongtype(live: Option<Live>) -> Result<Option<Live>, Reply> {
 
 fn bulk_or_nil(live: Option<Live>) -> Reply {
     match live {
-        Some(l) => Reply::Bulk(l.payload.into()),
+        Some(l) => Reply::Bulk(l.payload),
         None => Reply::Nil,
     }
 }
@@ -208,7 +208,7 @@ pub fn mget(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     let mut out = Vec::with_capacity(args.len() - 1);
     for key in &args[1..] {
         out.push(match ctx.live(key) {
-            Ok(Some(l)) if l.kind == value::TYPE_STRING => Reply::Bulk(l.payload.into()),
+            Ok(Some(l)) if l.kind == value::TYPE_STRING => Reply::Bulk(l.payload),
             Ok(_) => Reply::Nil,
             Err(e) => return e,
         });
@@ -300,7 +300,9 @@ pub fn append(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Ok(l) => l,
         Err(e) => return e,
     };
-    let (mut payload, expire_at) = live.map(|l| (l.payload, l.expire_at)).unwrap_or_default();
+    let (mut payload, expire_at) = live
+        .map(|l| (l.payload.to_vec(), l.expire_at))
+        .unwrap_or_default();
     if payload.len() + args[2].len() > MAX_STRING {
         return Reply::err(errors::TOO_BIG);
     }
@@ -335,7 +337,7 @@ pub fn getrange(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
     if start > end || len == 0 {
         return Reply::bulk(Bytes::new());
     }
-    Reply::bulk(payload[start as usize..=end as usize].to_vec())
+    Reply::Bulk(payload.slice(start as usize..=end as usize))
 }
 
 pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
@@ -349,7 +351,9 @@ pub fn setrange(ctx: &mut Ctx, args: &[Bytes]) -> Reply {
         Err(e) => return e,
     };
     let value = &args[3];
-    let (mut payload, expire_at) = live.map(|l| (l.payload, l.expire_at)).unwrap_or_default();
+    let (mut payload, expire_at) = live
+        .map(|l| (l.payload.to_vec(), l.expire_at))
+        .unwrap_or_default();
     if value.is_empty() {
         return Reply::Int(payload.len() as i64);
     }
