@@ -104,16 +104,8 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
 }
 
 fn main() {
-    // `cargo bench -- <filter>`: run only when the filter names this suite.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "raft_cluster".contains(f.as_str())) {
+    if tessera::testkit::bench_skipped("raft_cluster") {
         return;
-    }
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo bench -- --list` and test discovery
     }
     let secs: f64 = std::env::var("RAFT_BENCH_SECS")
         .ok()

@@ -11,15 +11,7 @@ use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines, Net}
 use tessera::testkit::process_cpu_time;
 
 fn main() {
-    // `cargo bench -- <filter>`: run only when the filter names this suite.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !filters.is_empty() && !filters.iter().any(|f| "raft_idle".contains(f.as_str())) {
-        return;
-    }
-    if std::env::args().any(|a| a == "--list") {
+    if tessera::testkit::bench_skipped("raft_idle") {
         return;
     }
     let shards: u64 = std::env::var("IDLE_SHARDS")

@@ -118,10 +118,7 @@ fn dispatch(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let spec = lookup(&args[0]).unwrap();
-                let mut ctx = Ctx {
-                    kv: &mut kv,
-                    now_ms: 1,
-                };
+                let mut ctx = Ctx::new(&mut kv, 1);
                 black_box(execute(spec.cmd, &mut ctx, &args));
             })
         });

@@ -160,10 +160,7 @@ impl RedisStateMachine {
             ));
         }
         let mut kv = ApplyKeyspace { ctx };
-        let mut c = Ctx {
-            kv: &mut kv,
-            now_ms,
-        };
+        let mut c = Ctx::new(&mut kv, now_ms);
         execute(spec.cmd, &mut c, args)
     }
 }

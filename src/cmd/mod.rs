@@ -118,9 +118,19 @@ impl Live {
 pub struct Ctx<'a> {
     pub kv: &'a mut dyn Keyspace,
     pub now_ms: u64,
+    /// Keys this command found present but expired (a leader proposes their deletion).
+    pub expired: Vec<Bytes>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub fn new(kv: &'a mut dyn Keyspace, now_ms: u64) -> Self {
+        Ctx {
+            kv,
+            now_ms,
+            expired: Vec::new(),
+        }
+    }
+
     /// The stored value of `key`, expired or not.
     pub fn stored(&mut self, key: &[u8]) -> Result<Option<Live>, Reply> {
         let raw = self
@@ -141,8 +151,13 @@ impl Ctx<'_> {
 
     /// The value of `key` if present and not expired as of `now_ms`.
     pub fn live(&mut self, key: &[u8]) -> Result<Option<Live>, Reply> {
-        let now = self.now_ms;
-        Ok(self.stored(key)?.filter(|l| !l.expired(now)))
+        match self.stored(key)? {
+            Some(l) if l.expired(self.now_ms) => {
+                self.expired.push(Bytes::copy_from_slice(key));
+                Ok(None)
+            }
+            other => Ok(other),
+        }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) {

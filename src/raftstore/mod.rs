@@ -263,8 +263,13 @@ impl RaftStore {
     }
 
     /// Asks for a linearizable read of shard `group`; `cb` fires once this node's state
-    /// engine reflects every write committed before the call.
+    /// engine reflects every write committed before the call — at once, without a store
+    /// round trip, when this replica may read locally ([`RaftStore::local_reads`]).
     pub fn read(&self, group: u64, cb: ReadCallback) {
+        if self.local_reads(group) {
+            cb(Ok(()));
+            return;
+        }
         if let Err(e) = self.tx.send(StoreMsg::Read { group, cb }) {
             if let StoreMsg::Read { cb, .. } = e.into_inner() {
                 cb(Err(StoreError::Stopped));

@@ -9,6 +9,6 @@ mod reply_parse;
 mod request;
 
 pub use glob::glob_match;
-pub use reply::{Protocol, Reply};
+pub use reply::{encode_request, Protocol, Reply};
 pub use reply_parse::{parse_reply, ReplyError};
 pub use request::{parse_request, Limits, ProtocolError, Request};

@@ -108,6 +108,14 @@ impl Reply {
     }
 }
 
+/// Appends a client request (an array of bulk strings), as a client sends it.
+pub fn encode_request<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    header(out, b'*', args.len());
+    for a in args {
+        bulk(out, a.as_ref());
+    }
+}
+
 fn line(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.reserve(body.len() + 3);
     out.put_u8(tag);

@@ -5,8 +5,8 @@
 //! never forwards again — when it is not the leader it answers `TRYAGAIN` and the sender
 //! re-resolves the leader.
 
-use crate::resp::{parse_reply, Reply};
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::resp::{encode_request, parse_reply, Reply};
+use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,20 +35,6 @@ struct PeerConn {
 
 thread_local! {
     static POOL: RefCell<HashMap<SocketAddr, Vec<PeerConn>>> = RefCell::new(HashMap::new());
-}
-
-/// Appends `args` as a RESP multibulk request.
-pub fn encode_request(args: &[Bytes], out: &mut BytesMut) {
-    out.put_u8(b'*');
-    out.put_slice(args.len().to_string().as_bytes());
-    out.put_slice(b"\r\n");
-    for a in args {
-        out.put_u8(b'$');
-        out.put_slice(a.len().to_string().as_bytes());
-        out.put_slice(b"\r\n");
-        out.put_slice(a);
-        out.put_slice(b"\r\n");
-    }
 }
 
 async fn read_reply(conn: &mut PeerConn) -> std::io::Result<Reply> {

@@ -207,21 +207,11 @@ impl Node {
     /// meets are proposed for deletion in the background.
     /// `now` is the leader's clock (read once per pipeline group by the caller).
     pub fn exec_read(&self, shard: u64, cmd: Cmd, args: &[Bytes], now: u64) -> Reply {
-        let mut kv = ReadKeyspace {
-            state: &*self.state,
-            now,
-            expired: Vec::new(),
-        };
-        let reply = execute(
-            cmd,
-            &mut Ctx {
-                kv: &mut kv,
-                now_ms: now,
-            },
-            args,
-        );
-        if !kv.expired.is_empty() {
-            self.delete_expired(shard, kv.expired);
+        let mut kv = ReadKeyspace(&*self.state);
+        let mut ctx = Ctx::new(&mut kv, now);
+        let reply = execute(cmd, &mut ctx, args);
+        if !ctx.expired.is_empty() {
+            self.delete_expired(shard, ctx.expired);
         }
         reply
     }
@@ -246,15 +236,6 @@ impl Node {
         self.resp_addrs.get(&node).copied()
     }
 
-    /// Whether every shard has a leader this node knows of.
-    pub fn ready(&self) -> bool {
-        self.layout.iter().all(|s| {
-            self.store
-                .status(s.id)
-                .is_some_and(|st| st.leader.is_some())
-        })
-    }
-
     /// Stops background work, Raft and the transport.
     pub fn shutdown(self: Arc<Self>) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -269,21 +250,12 @@ impl Node {
     }
 }
 
-struct ReadKeyspace<'a> {
-    state: &'a dyn StateEngine,
-    now: u64,
-    expired: Vec<Bytes>,
-}
+/// Reads of one command on local state (after a read index or a local-read check).
+struct ReadKeyspace<'a>(&'a dyn StateEngine);
 
 impl Keyspace for ReadKeyspace<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let v = self.state.get(Cf::Data, key).map_err(|e| e.to_string())?;
-        if let Some(s) = v.as_deref().and_then(crate::cmd::value::Stored::decode) {
-            if s.expired(self.now) {
-                self.expired.push(Bytes::copy_from_slice(key));
-            }
-        }
-        Ok(v)
+        self.0.get(Cf::Data, key).map_err(|e| e.to_string())
     }
     fn put(&mut self, _key: &[u8], _value: &[u8]) {
         debug_assert!(false, "a read command wrote");

@@ -195,13 +195,9 @@ pub async fn run_group(
                 Pending::Write(part.shard, batch.parts.len() - 1)
             }
             Target::Local => {
-                reads.entry(part.shard).or_insert_with(|| {
-                    if node.store.local_reads(part.shard) {
-                        ReadIndex::Ready(Ok(()))
-                    } else {
-                        ReadIndex::Waiting(node.read_index(part.shard))
-                    }
-                });
+                reads
+                    .entry(part.shard)
+                    .or_insert_with(|| ReadIndex::Waiting(node.read_index(part.shard)));
                 Pending::Read(part.shard)
             }
             Target::Remote(_, addr) if !internal => {
@@ -217,15 +213,16 @@ pub async fn run_group(
         let cmds: Vec<&[Bytes]> = batch.parts.iter().map(|i| &parts[*i].args[..]).collect();
         batch.proposed = Some(node.propose(*shard, &cmds));
     }
-    let password = node.settings.read().requirepass.clone();
     let mut batches: BTreeMap<SocketAddr, _> = BTreeMap::new();
     for (addr, reqs) in remote {
+        // Read only when something is forwarded: local groups skip the shared settings lock.
+        let password = node.settings.read().requirepass.clone();
         node.stats
             .forwarded
             .fetch_add(reqs.len() as u64, Ordering::Relaxed);
         batches.insert(
             addr,
-            tokio::task::spawn_local(forward_batch(addr, password.clone(), reqs)),
+            tokio::task::spawn_local(forward_batch(addr, password, reqs)),
         );
     }
     let mut results: BTreeMap<SocketAddr, Result<Vec<Reply>, ForwardError>> = BTreeMap::new();

@@ -5,7 +5,7 @@
 //! restarts the same cluster with its data.
 
 use crate::cli::UpArgs;
-use crate::resp::{parse_reply, Reply};
+use crate::resp::{encode_request, parse_reply, Reply};
 use anyhow::{bail, Context};
 use bytes::BytesMut;
 use std::io::{Read, Write};
@@ -43,10 +43,9 @@ pub fn call(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> anyhow::
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut out = BytesMut::new();
     if let Some(pw) = password {
-        super::forward::encode_request(&["AUTH".into(), pw.to_string().into()], &mut out);
+        encode_request(&["AUTH", pw], &mut out);
     }
-    let owned: Vec<bytes::Bytes> = args.iter().map(|a| a.to_string().into()).collect();
-    super::forward::encode_request(&owned, &mut out);
+    encode_request(args, &mut out);
     s.write_all(&out)?;
     let mut buf = BytesMut::new();
     let mut replies = Vec::new();
@@ -66,14 +65,20 @@ pub fn call(addr: SocketAddr, password: Option<&str>, args: &[&str]) -> anyhow::
     Ok(replies.pop().expect("one reply"))
 }
 
+/// The `INFO raft` text of the node at `addr`.
+pub fn info_raft(addr: SocketAddr, password: Option<&str>) -> Option<String> {
+    match call(addr, password, &["INFO", "raft"]).ok()? {
+        Reply::Verbatim(s) => Some(s),
+        Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
+}
+
 /// Whether the node at `addr` knows a leader for every shard.
-fn node_ready(addr: SocketAddr, password: Option<&str>) -> bool {
-    let text = match call(addr, password, &["INFO", "raft"]) {
-        Ok(Reply::Verbatim(s)) => s.into_bytes(),
-        Ok(Reply::Bulk(b)) => b.to_vec(),
-        _ => return false,
+pub fn node_ready(addr: SocketAddr, password: Option<&str>) -> bool {
+    let Some(text) = info_raft(addr, password) else {
+        return false;
     };
-    let text = String::from_utf8_lossy(&text);
     let shard_lines: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("shard") && l.contains(":leader="))

@@ -1,5 +1,6 @@
-//! Helpers shared by the binary's test-only subcommands and the integration tests:
-//! deterministic payloads a reader can verify, and the crash-torture writer.
+//! Helpers shared by the binary's test-only subcommands, the integration tests and the
+//! custom-harness benches: deterministic payloads a reader can verify, the crash-torture
+//! writer, and bench argument handling.
 
 pub mod cluster;
 pub mod torture;
@@ -36,4 +37,13 @@ pub fn process_cpu_time() -> std::time::Duration {
             + std::time::Duration::from_micros(t.tv_usec as u64)
     };
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// For a `harness = false` bench named `suite`: whether this invocation should not run it —
+/// `cargo bench -- <filter>` naming something else, or `--list` (test discovery).
+pub fn bench_skipped(suite: &str) -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    args.iter().any(|a| a == "--list")
+        || (!filters.is_empty() && !filters.iter().any(|f| suite.contains(f.as_str())))
 }

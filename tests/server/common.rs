@@ -6,8 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessera::resp::Reply;
-use tessera::server::up::call;
+use tessera::server::up::{info_raft, node_ready as ready};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
@@ -183,25 +182,6 @@ impl TestCluster {
             .ok()?;
         (leader != 0).then_some(leader)
     }
-}
-
-fn info_raft(addr: SocketAddr, password: Option<&str>) -> Option<String> {
-    match call(addr, password, &["INFO", "raft"]).ok()? {
-        Reply::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-        Reply::Verbatim(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn ready(addr: SocketAddr, password: Option<&str>) -> bool {
-    let Some(text) = info_raft(addr, password) else {
-        return false;
-    };
-    let shards: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("shard") && l.contains("leader="))
-        .collect();
-    !shards.is_empty() && shards.iter().all(|l| !l.contains("leader=0,"))
 }
 
 /// Sends raw bytes and returns everything the server answers until it closes or goes quiet

@@ -6,11 +6,11 @@
 
 use crate::distribution::KeyChooser;
 use crate::record;
-use crate::resp::{parse_reply, Reply};
+use crate::resp::{encode_request as encode, parse_reply, Reply};
 use crate::stats::Stats;
 use crate::workload::{Op, Workload};
 use anyhow::{anyhow, bail, Context};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use rand::{RngExt, SeedableRng};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,15 +56,6 @@ struct Shared {
     budget: AtomicU64,
     done: AtomicBool,
     completed: AtomicU64,
-}
-
-fn encode(args: &[&[u8]], out: &mut BytesMut) {
-    out.put_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.put_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.put_slice(a);
-        out.put_slice(b"\r\n");
-    }
 }
 
 struct Conn {
