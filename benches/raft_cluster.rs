@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crossbeam_channel::unbounded;
 use std::time::{Duration, Instant};
 use tessera::raftstore::kv_put;
-use tessera::testkit::cluster::{Cluster, ClusterOptions, Engines, Net};
+use tessera::testkit::cluster::{Cluster, ClusterOptions, Engines, Net, Sizes};
 use tessera::testkit::process_cpu_time;
 
 struct Outcome {
@@ -26,6 +26,7 @@ struct Outcome {
 fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
     let mut o = ClusterOptions::new(replicas, shards, Engines::Real);
     o.net = Net::Tcp;
+    o.sizes = Sizes::Server;
     o.configure = |c| c.tick_interval = Duration::from_millis(50);
     let c = Cluster::start(o).expect("start cluster");
     let leaders: Vec<u64> = (1..=shards)

@@ -44,6 +44,17 @@ pub struct ClusterOptions {
     pub seed: u64,
     /// Adjusts each node's store configuration (default: 20 ms ticks for fast tests).
     pub configure: fn(&mut StoreConfig),
+    /// Storage sizes of real engines (default: small, for tests).
+    pub sizes: Sizes,
+}
+
+/// Segment, memtable and cache sizes of real engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sizes {
+    /// Small logs, memtables and caches: many nodes per test process, frequent rotation.
+    Test,
+    /// What `tessera server` runs with (benchmarks measure this).
+    Server,
 }
 
 impl ClusterOptions {
@@ -55,6 +66,7 @@ impl ClusterOptions {
             net: Net::Sim,
             seed: 1,
             configure: |_| {},
+            sizes: Sizes::Test,
         }
     }
 }
@@ -83,6 +95,7 @@ pub struct Cluster {
     nodes: BTreeMap<u64, Node>,
     persisted: BTreeMap<u64, Persisted>,
     configure: fn(&mut StoreConfig),
+    sizes: Sizes,
     engines: Engines,
     kind: Net,
     tcp_addrs: BTreeMap<u64, SocketAddr>,
@@ -108,6 +121,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             persisted: BTreeMap::new(),
             configure: opts.configure,
+            sizes: opts.sizes,
             engines: opts.engines,
             kind: opts.net,
             tcp_addrs: BTreeMap::new(),
@@ -152,14 +166,16 @@ impl Cluster {
             Persisted::Memory { log, state } => (Arc::new(log.clone()), state.clone()),
             Persisted::Real { dir } => {
                 let mut lo = LogOptions::new(dir.join("raft-log"));
-                lo.segment_size = 8 << 20;
+                let mut so = StateOptions::new(dir.join("state"));
+                if self.sizes == Sizes::Test {
+                    lo.segment_size = 8 << 20;
+                    so.block_cache_bytes = 8 << 20;
+                    so.write_buffer_bytes = 4 << 20;
+                }
                 // Benches compare log I/O paths with TESSERA_LOG_IO=sync.
                 if std::env::var("TESSERA_LOG_IO").as_deref() == Ok("sync") {
                     lo.io_mode = tessera_storage::IoMode::Sync;
                 }
-                let mut so = StateOptions::new(dir.join("state"));
-                so.block_cache_bytes = 8 << 20;
-                so.write_buffer_bytes = 4 << 20;
                 (
                     Arc::new(FileLogEngine::open(lo)?),
                     Arc::new(RocksStateEngine::open(so)?),

@@ -231,6 +231,32 @@ pub fn pipelined_submits_all_become_durable<H: LogHarness>(mut h: H) {
     }
 }
 
+/// Blocking writes from many threads at once: each is durable when `write` returns, and
+/// whoever holds the writer commits the batches queued behind it in the same round.
+pub fn concurrent_writers_all_become_durable<H: LogHarness>(mut h: H) {
+    let e = h.open();
+    std::thread::scope(|s| {
+        for group in 0..8u64 {
+            let e = &e;
+            s.spawn(move || {
+                for i in 1..=40u64 {
+                    let mut b = LogBatch::new();
+                    b.append(group, entries(group, i, 1, 1, 64));
+                    e.write(b).unwrap();
+                    assert_eq!(e.last_index(group), Some(i), "visible once written");
+                }
+            });
+        }
+    });
+    let st = e.status();
+    assert_eq!(st.batches, 320);
+    assert!(st.sync_rounds <= st.batches);
+    let e = h.restart(e);
+    for g in 0..8 {
+        assert_eq!(read_all(&e, g).len(), 40, "group {g}");
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem { $( #[test] fn $case() { super::$case(crate::harness::MemLog); } )* }
@@ -247,4 +273,5 @@ conformance!(
     reset_replaces_the_log,
     hard_state_and_groups_survive_restart,
     pipelined_submits_all_become_durable,
+    concurrent_writers_all_become_durable,
 );

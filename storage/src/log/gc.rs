@@ -1,4 +1,4 @@
-//! Segment garbage collection, run on the writer thread (so no append races it).
+//! Segment garbage collection, run holding the writer lock (so no append races it).
 //!
 //! Replay applies records index by index, so the log means the same thing if the oldest
 //! segments are replaced by just their live content, as long as that content is replayed

@@ -4,6 +4,7 @@
 //! INFO and [`super::LogStatus`] can show it.
 
 use io_uring::{opcode, types, IoUring, Probe};
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -38,8 +39,10 @@ impl std::fmt::Display for IoBackend {
     }
 }
 
+/// How segment writes are made durable. io_uring rings are per thread (see [`with_ring`]),
+/// so whichever thread leads a group commit submits on a ring it created.
 pub(crate) enum SegmentIo {
-    Uring(Box<IoUring>),
+    Uring,
     Sync,
 }
 
@@ -55,50 +58,71 @@ impl SegmentIo {
     ) -> Result<(SegmentIo, Option<String>), String> {
         match mode {
             IoMode::Sync => Ok((SegmentIo::Sync, Some("sync I/O requested".into()))),
-            IoMode::IoUring => probe().map(|r| (SegmentIo::Uring(Box::new(r)), None)),
-            IoMode::Auto => {
-                match probe() {
-                    Ok(r) => Ok((SegmentIo::Uring(Box::new(r)), None)),
-                    Err(why) => {
-                        tracing::warn!("io_uring unavailable ({why}); log engine falls back to pwrite+fdatasync");
-                        Ok((SegmentIo::Sync, Some(why)))
-                    }
+            IoMode::IoUring => probe().map(|_| (SegmentIo::Uring, None)),
+            IoMode::Auto => match probe() {
+                Ok(_) => Ok((SegmentIo::Uring, None)),
+                Err(why) => {
+                    tracing::warn!(
+                        "io_uring unavailable ({why}); log engine falls back to pwrite+fdatasync"
+                    );
+                    Ok((SegmentIo::Sync, Some(why)))
                 }
-            }
-        }
-    }
-
-    /// A fresh instance of the same backend. The writer thread makes its own ring: a ring
-    /// used from another thread than the one that created it measured ~35% slower here.
-    pub(crate) fn recreate(&self) -> std::io::Result<SegmentIo> {
-        match self {
-            SegmentIo::Sync => Ok(SegmentIo::Sync),
-            SegmentIo::Uring(_) => Ok(SegmentIo::Uring(Box::new(IoUring::new(8)?))),
+            },
         }
     }
 
     pub(crate) fn backend(&self) -> IoBackend {
         match self {
-            SegmentIo::Uring(_) => IoBackend::IoUring,
+            SegmentIo::Uring => IoBackend::IoUring,
             SegmentIo::Sync => IoBackend::Sync,
         }
     }
 
-    /// Writes all of `buf` at `offset` and makes it durable (fdatasync) before returning.
+    /// Writes `buf` at `offset` and returns once it is durable.
     pub(crate) fn write_durable(
-        &mut self,
+        &self,
         file: &File,
         offset: u64,
         buf: &[u8],
     ) -> std::io::Result<()> {
         match self {
-            SegmentIo::Sync => {
-                file.write_all_at(buf, offset)?;
-                file.sync_data()
-            }
-            SegmentIo::Uring(ring) => uring_write_durable(ring, file, offset, buf),
+            SegmentIo::Sync => sync_write_durable(file, offset, buf),
+            SegmentIo::Uring => with_ring(|ring| match ring {
+                Some(ring) => uring_write_durable(ring, file, offset, buf),
+                None => sync_write_durable(file, offset, buf),
+            }),
         }
     }
+}
+
+fn sync_write_durable(file: &File, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+    file.write_all_at(buf, offset)?;
+    file.sync_data()
+}
+
+thread_local! {
+    /// This thread's ring, made on its first log write. `None` inside once making one
+    /// failed (the probe at open succeeded, so a resource limit): that thread then writes
+    /// with pwrite + fdatasync, which is just as durable.
+    static RING: RefCell<Option<Option<IoUring>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the calling thread's ring. A ring used from another thread than the one
+/// that created it measured ~35% slower here, so rings are never shared.
+fn with_ring<R>(f: impl FnOnce(Option<&mut IoUring>) -> R) -> R {
+    RING.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let ring = slot.get_or_insert_with(|| match IoUring::new(8) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(
+                    "io_uring setup failed on this thread ({e}); its log writes use pwrite+fdatasync"
+                );
+                None
+            }
+        });
+        f(ring.as_mut())
+    })
 }
 
 fn probe_uring() -> Result<IoUring, String> {
@@ -192,7 +216,7 @@ mod tests {
     fn both_backends_write_durably() {
         let dir = tempfile::tempdir().unwrap();
         for mode in [IoMode::Auto, IoMode::Sync] {
-            let (mut io, _) = SegmentIo::open(mode).unwrap();
+            let (io, _) = SegmentIo::open(mode).unwrap();
             let path = dir.path().join(format!("{mode:?}"));
             let f = std::fs::OpenOptions::new()
                 .create(true)

@@ -1,8 +1,9 @@
-//! The writer thread: the only code that appends to segment files. It drains every batch
-//! queued since the last round, validates them against the index, frames them into one
-//! buffer, issues ONE write and ONE fdatasync (group commit), then publishes the new entries
-//! to the index and resolves each batch's [`DurableTicket`]. A failed write or fsync poisons
-//! the engine: nothing more is accepted, because the file's state is unknown.
+//! The writer: the only code that appends to segment files, run by whichever thread holds
+//! the engine's writer lock (see `file_engine`). It takes every batch queued since the last
+//! round, validates them against the index, frames them into one buffer, issues ONE write
+//! and ONE fdatasync (group commit), then publishes the new entries to the index and
+//! resolves each batch's [`DurableTicket`]. A failed write or fsync poisons the engine:
+//! nothing more is accepted, because the file's state is unknown.
 
 use super::batch::{GroupOp, LogBatch};
 use super::file_engine::Shared;
@@ -12,7 +13,6 @@ use super::record::{
     frame_record, padded_len, EncodedBatch, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use super::segment::{create_segment, write_manifest};
-use super::GcStats;
 use crate::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
@@ -72,11 +72,6 @@ pub(crate) struct WriteReq {
     pub done: Sender<Result<()>>,
 }
 
-pub(crate) enum WriterMsg {
-    Write(WriteReq),
-    Gc(Sender<Result<GcStats>>),
-}
-
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub io: SegmentIo,
@@ -107,39 +102,22 @@ impl Writer {
         }
     }
 
-    /// Runs until every sender is gone; batches already queued are still written.
-    pub fn run(mut self, rx: Receiver<WriterMsg>) {
-        match self.io.recreate() {
-            Ok(io) => self.io = io,
-            Err(e) => {
-                *self.shared.poisoned.lock() =
-                    Some(format!("io_uring setup on the writer thread failed: {e}"))
-            }
-        }
+    /// Writes queued batches in arrival order: as few rounds as `max_round_bytes` allows,
+    /// each one write and one fdatasync.
+    pub fn write_queued(&mut self, queued: Vec<WriteReq>) {
         let max_round = self.shared.opts.max_round_bytes;
-        while let Ok(msg) = rx.recv() {
-            let mut round = Vec::new();
-            let mut round_bytes = 0;
-            let mut gcs = Vec::new();
-            let mut next = Some(msg);
-            while let Some(msg) = next.take() {
-                match msg {
-                    WriterMsg::Write(req) => {
-                        round_bytes += req.enc.payload.len();
-                        round.push(req);
-                    }
-                    WriterMsg::Gc(reply) => gcs.push(reply),
-                }
-                if round_bytes < max_round {
-                    next = rx.try_recv().ok();
-                }
+        let mut round = Vec::new();
+        let mut round_bytes = 0;
+        for req in queued {
+            if round_bytes >= max_round {
+                self.write_round(std::mem::take(&mut round));
+                round_bytes = 0;
             }
-            if !round.is_empty() {
-                self.write_round(round);
-            }
-            for reply in gcs {
-                let _ = reply.send(self.gc());
-            }
+            round_bytes += req.enc.payload.len();
+            round.push(req);
+        }
+        if !round.is_empty() {
+            self.write_round(round);
         }
     }
 
