@@ -91,7 +91,7 @@ pub fn encode_commands(now_ms: u64, cmds: &[&[Bytes]]) -> Bytes {
 /// The replies of an applied [`Proposal`], one per command, in order.
 pub fn decode_replies(bytes: &[u8], expected: usize) -> Vec<Reply> {
     let malformed = || vec![Reply::err("ERR malformed reply from the state machine"); expected];
-    match crate::resp::parse_reply(&mut bytes::BytesMut::from(bytes)) {
+    match crate::resp::parse_reply_slice(bytes) {
         Ok(Some(Reply::Array(v))) if v.len() == expected => v,
         Ok(Some(e @ Reply::Error(_))) => vec![e; expected],
         _ => malformed(),

@@ -10,5 +10,5 @@ mod request;
 
 pub use glob::glob_match;
 pub use reply::{encode_request, Protocol, Reply};
-pub use reply_parse::{parse_reply, ReplyError};
+pub use reply_parse::{parse_reply, parse_reply_slice, ReplyError};
 pub use request::{parse_request, Limits, ProtocolError, Request};

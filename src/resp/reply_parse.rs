@@ -24,6 +24,12 @@ pub fn parse_reply(buf: &mut BytesMut) -> Result<Option<Reply>, ReplyError> {
     }
 }
 
+/// Parses the reply at the start of `buf` without consuming anything (for a buffer that
+/// holds one whole reply, such as a state machine's answer).
+pub fn parse_reply_slice(buf: &[u8]) -> Result<Option<Reply>, ReplyError> {
+    parse_at(buf, &mut 0, 0)
+}
+
 fn bad(s: &str) -> ReplyError {
     ReplyError(s.into())
 }

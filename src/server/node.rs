@@ -168,16 +168,15 @@ impl Node {
     }
 
     pub fn target(&self, shard: u64) -> Target {
-        match self.store.status(shard) {
-            Some(s) if s.is_leader => Target::Local,
-            Some(s) => match s
-                .leader
-                .and_then(|l| self.resp_addrs.get(&l).map(|a| (l, *a)))
-            {
-                Some((l, _)) if l == self.id() => Target::NoLeader,
-                Some((l, a)) => Target::Remote(l, a),
-                None => Target::NoLeader,
-            },
+        match self.store.leadership(shard) {
+            Some((_, true)) => Target::Local,
+            Some((leader, false)) => {
+                match leader.and_then(|l| self.resp_addrs.get(&l).map(|a| (l, *a))) {
+                    Some((l, _)) if l == self.id() => Target::NoLeader,
+                    Some((l, a)) => Target::Remote(l, a),
+                    None => Target::NoLeader,
+                }
+            }
             None => Target::NoLeader,
         }
     }

@@ -58,8 +58,9 @@ async fn batch_reply(batch: &mut ShardBatch, i: usize) -> Result<Reply, StoreErr
         let n = batch.parts.len();
         batch.replies = Some(r.map(|bytes| decode_applied(&bytes, n)));
     }
-    match batch.replies.as_ref().expect("set above") {
-        Ok(v) => Ok(v[i].clone()),
+    // Each part takes its own reply once: move it out rather than copy it.
+    match batch.replies.as_mut().expect("set above") {
+        Ok(v) => Ok(std::mem::replace(&mut v[i], Reply::Nil)),
         Err(e) => Err(e.clone()),
     }
 }
