@@ -13,6 +13,7 @@ mod forward;
 mod info;
 pub mod netio;
 pub mod node;
+mod prefetch;
 mod route;
 pub mod runtime;
 mod session;

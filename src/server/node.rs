@@ -6,9 +6,10 @@
 
 use super::clients::ClientRegistry;
 use super::config::ServerConfig;
+use super::prefetch::{Prefetched, ReadKeyspace};
 use crate::cmd::machine::{encode_commands, RedisStateMachine};
 use crate::cmd::scan::{walk_shard, Walk, WalkResult};
-use crate::cmd::{execute, Cmd, Ctx, Keyspace};
+use crate::cmd::{execute, Cmd, Ctx};
 use crate::raftstore::{RaftStore, ReadMode, StoreConfig, StoreError, StoreParts};
 use crate::resp::Reply;
 use crate::shard::{locate, static_layout, ShardDesc};
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tessera_storage::{
-    Cf, FileLogEngine, IoMode, LogEngine, LogOptions, RocksStateEngine, StateEngine, StateOptions,
+    FileLogEngine, IoMode, LogEngine, LogOptions, RocksStateEngine, StateEngine, StateOptions,
 };
 use tokio::sync::oneshot;
 
@@ -205,14 +206,30 @@ impl Node {
     /// Runs a read command on local state (after [`Node::read_index`]); expired keys it
     /// meets are proposed for deletion in the background.
     /// `now` is the leader's clock (read once per pipeline group by the caller).
-    pub fn exec_read(&self, shard: u64, cmd: Cmd, args: &[Bytes], now: u64) -> Reply {
-        let mut kv = ReadKeyspace(&*self.state);
+    /// `ahead` holds values read together for the run of reads this one belongs to.
+    pub fn exec_read(
+        &self,
+        shard: u64,
+        cmd: Cmd,
+        args: &[Bytes],
+        now: u64,
+        ahead: Option<&Prefetched>,
+    ) -> Reply {
+        let mut kv = ReadKeyspace {
+            state: &*self.state,
+            ahead,
+        };
         let mut ctx = Ctx::new(&mut kv, now);
         let reply = execute(cmd, &mut ctx, args);
         if !ctx.expired.is_empty() {
             self.delete_expired(shard, ctx.expired);
         }
         reply
+    }
+
+    /// Reads `keys` of a run of reads together (after [`Node::read_index`]).
+    pub fn prefetch(&self, keys: Vec<Bytes>) -> Prefetched {
+        Prefetched::read(&*self.state, keys)
     }
 
     /// Walks a shard's local keys (after [`Node::read_index`]).
@@ -246,21 +263,6 @@ impl Node {
             Ok(node) => node.store.stop(),
             Err(_) => tracing::warn!("node still referenced at shutdown; store stops on drop"),
         }
-    }
-}
-
-/// Reads of one command on local state (after a read index or a local-read check).
-struct ReadKeyspace<'a>(&'a dyn StateEngine);
-
-impl Keyspace for ReadKeyspace<'_> {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.0.get(Cf::Data, key).map_err(|e| e.to_string())
-    }
-    fn put(&mut self, _key: &[u8], _value: &[u8]) {
-        debug_assert!(false, "a read command wrote");
-    }
-    fn delete(&mut self, _key: &[u8]) {
-        debug_assert!(false, "a read command deleted");
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::forward::{forward_batch, ForwardError};
 use super::node::{now_ms, Node, Target};
+use super::prefetch::Prefetched;
 use crate::cmd::{errors, Cmd, Route, Spec};
 use crate::raftstore::StoreError;
 use crate::resp::Reply;
@@ -182,6 +183,9 @@ pub async fn run_group(
     let mut remote: BTreeMap<SocketAddr, Vec<Vec<Bytes>>> = BTreeMap::new();
     let mut writes: BTreeMap<u64, ShardBatch> = BTreeMap::new();
     let mut reads: BTreeMap<u64, ReadIndex> = BTreeMap::new();
+    // The keys each local shard's reads name, read together once its read index is in.
+    let mut read_keys: BTreeMap<u64, Vec<Bytes>> = BTreeMap::new();
+    let mut ahead: BTreeMap<u64, Prefetched> = BTreeMap::new();
     let mut pending = Vec::with_capacity(parts.len());
     // Leadership looked up once per shard per group (the status map is shared by threads).
     let mut targets: BTreeMap<u64, Target> = BTreeMap::new();
@@ -199,6 +203,12 @@ pub async fn run_group(
                 reads
                     .entry(part.shard)
                     .or_insert_with(|| ReadIndex::Waiting(node.read_index(part.shard)));
+                let spec = shapes[part.cmd].0;
+                let keys = read_keys.entry(part.shard).or_default();
+                keys.extend(
+                    spec.key_positions(part.args.len())
+                        .map(|p| part.args[p].clone()),
+                );
                 Pending::Read(part.shard)
             }
             Target::Remote(_, addr) if !internal => {
@@ -253,7 +263,12 @@ pub async fn run_group(
             Pending::Read(shard) => match read_ready(&mut reads, shard).await {
                 Ok(()) => {
                     let now = *now.get_or_insert_with(now_ms);
-                    node.exec_read(part.shard, spec.cmd, &part.args, now)
+                    // One key alone gains nothing from a batched read.
+                    if let Some(keys) = read_keys.remove(&shard).filter(|k| k.len() > 1) {
+                        ahead.insert(shard, node.prefetch(keys));
+                    }
+                    let pre = ahead.get(&shard);
+                    node.exec_read(part.shard, spec.cmd, &part.args, now, pre)
                 }
                 Err(e) if retryable(&e) && !internal => retry_part(node, spec, part).await,
                 Err(e) if retryable(&e) => no_leader(part.shard),
@@ -292,7 +307,7 @@ async fn retry_part(node: &Arc<Node>, spec: &'static Spec, part: &Part) -> Reply
                 Err(_) => store_error_reply(&StoreError::Stopped),
             },
             Target::Local => match node.read_index(part.shard).await {
-                Ok(Ok(())) => node.exec_read(part.shard, spec.cmd, &part.args, now_ms()),
+                Ok(Ok(())) => node.exec_read(part.shard, spec.cmd, &part.args, now_ms(), None),
                 Ok(Err(e)) if retryable(&e) => no_leader(part.shard),
                 Ok(Err(e)) => store_error_reply(&e),
                 Err(_) => store_error_reply(&StoreError::Stopped),

@@ -155,6 +155,22 @@ fn pipelines_in_order(addr: std::net::SocketAddr) {
         out.extend_from_slice(&buf[..n]);
     }
     assert_eq!(text(&out), expected);
+
+    // A run of reads (read together once the read index is in) with repeated keys, misses
+    // and multi-key commands, then a write and a read of what it wrote.
+    let (out, _) = raw_exchange(
+        addr,
+        b"SET ra 1\r\nSET rb 22\r\nGET ra\r\nGET rb\r\nGET ra\r\nGET rnope\r\n\
+          MGET ra rnope rb\r\nEXISTS ra rb rnope ra\r\nSTRLEN rb\r\nTYPE ra\r\nTYPE rnope\r\n\
+          SET ra 3\r\nGET ra\r\nQUIT\r\n",
+        QUIET,
+    );
+    assert_eq!(
+        text(&out),
+        "+OK\r\n+OK\r\n$1\r\n1\r\n$2\r\n22\r\n$1\r\n1\r\n$-1\r\n\
+         *3\r\n$1\r\n1\r\n$-1\r\n$2\r\n22\r\n:3\r\n:2\r\n+string\r\n+none\r\n\
+         +OK\r\n$1\r\n3\r\n+OK\r\n"
+    );
 }
 
 #[test]

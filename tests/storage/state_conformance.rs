@@ -186,6 +186,29 @@ pub fn checkpoints_are_complete_copies<H: StateHarness>(mut h: H) {
     );
 }
 
+/// A batched point read answers each key in the order asked, misses and repeats included,
+/// and sees only the column family it names.
+pub fn multi_get_answers_in_order<H: StateHarness>(mut h: H) {
+    let e = h.open();
+    let mut b = WriteBatch::new();
+    b.put(Cf::Data, "b", "2")
+        .put(Cf::Data, "a", "1")
+        .put(Cf::Lock, "c", "x");
+    e.write(b).unwrap();
+    let got = e
+        .multi_get(Cf::Data, &[b"b", b"missing", b"a", b"b", b"c"])
+        .unwrap();
+    let want: Vec<Option<Vec<u8>>> = vec![
+        Some(b"2".to_vec()),
+        None,
+        Some(b"1".to_vec()),
+        Some(b"2".to_vec()),
+        None,
+    ];
+    assert_eq!(got, want);
+    assert!(e.multi_get(Cf::Data, &[]).unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem { $( #[test] fn $case() { super::$case(super::MemState); } )* }
@@ -200,6 +223,7 @@ conformance!(
     snapshots_do_not_change,
     flush_makes_applied_durable,
     checkpoints_are_complete_copies,
+    multi_get_answers_in_order,
 );
 
 #[test]

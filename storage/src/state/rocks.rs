@@ -150,6 +150,14 @@ impl StateEngine for RocksStateEngine {
             .map_err(rocks_err)
     }
 
+    fn multi_get(&self, cf: Cf, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db
+            .batched_multi_get_cf_opt(self.cf(cf), keys.iter().copied(), false, &self.read_opts)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(rocks_err))
+            .collect()
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in &batch.ops {

@@ -1,0 +1,95 @@
+//! Reads of a pipelined run of commands on one shard, fetched together. Once the shard's
+//! read index is confirmed, every key the run's commands name is read in one batched
+//! MultiGet (RocksDB pays its per-read setup once instead of per key, and a key named
+//! twice is read once); each command then runs against those values. That is as
+//! linearizable as reading each key on its own: the values are no older than the read
+//! index, and every command of the run was sent before they were read. A key not
+//! prefetched is read from the engine as before.
+
+use crate::cmd::Keyspace;
+use bytes::Bytes;
+use tessera_storage::{Cf, StateEngine};
+
+/// Values read ahead for one shard, sorted by key.
+#[derive(Default)]
+pub struct Prefetched {
+    values: Vec<(Bytes, Option<Vec<u8>>)>,
+}
+
+impl Prefetched {
+    /// Reads `keys` (any order, duplicates allowed). On an engine error nothing is kept:
+    /// each command then reads, and reports the error, itself.
+    pub fn read(state: &dyn StateEngine, mut keys: Vec<Bytes>) -> Self {
+        keys.sort_unstable();
+        keys.dedup();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
+        match state.multi_get(Cf::Data, &refs) {
+            Ok(values) => Prefetched {
+                values: keys.into_iter().zip(values).collect(),
+            },
+            Err(_) => Prefetched::default(),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let i = self.values.binary_search_by(|(k, _)| k[..].cmp(key)).ok()?;
+        Some(self.values[i].1.clone())
+    }
+}
+
+/// Reads of one command on local state (after a read index or a local-read check).
+pub struct ReadKeyspace<'a> {
+    pub state: &'a dyn StateEngine,
+    pub ahead: Option<&'a Prefetched>,
+}
+
+impl Keyspace for ReadKeyspace<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if let Some(v) = self.ahead.and_then(|p| p.get(key)) {
+            return Ok(v);
+        }
+        self.state.get(Cf::Data, key).map_err(|e| e.to_string())
+    }
+    fn put(&mut self, _key: &[u8], _value: &[u8]) {
+        debug_assert!(false, "a read command wrote");
+    }
+    fn delete(&mut self, _key: &[u8]) {
+        debug_assert!(false, "a read command deleted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_storage::{MemStateEngine, WriteBatch};
+
+    #[test]
+    fn prefetched_values_serve_every_read_of_the_run() {
+        let state = MemStateEngine::new();
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, b"a".to_vec(), b"1".to_vec());
+        state.write(wb).unwrap();
+        let keys = vec![
+            Bytes::from_static(b"b"),
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"a"),
+        ];
+        let pre = Prefetched::read(&state, keys);
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, b"a".to_vec(), b"2".to_vec());
+        state.write(wb).unwrap();
+        let mut kv = ReadKeyspace {
+            state: &state,
+            ahead: Some(&pre),
+        };
+        let a1 = Some(b"1".to_vec());
+        assert_eq!(kv.get(b"a").unwrap(), a1, "the prefetched value");
+        assert_eq!(kv.get(b"a").unwrap(), a1, "again, within the same run");
+        assert_eq!(kv.get(b"b").unwrap(), None, "a prefetched miss");
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, b"c".to_vec(), b"3".to_vec());
+        state.write(wb).unwrap();
+        let c = kv.get(b"c").unwrap();
+        assert_eq!(c, Some(b"3".to_vec()), "not prefetched: read directly");
+    }
+}
