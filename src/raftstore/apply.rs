@@ -141,7 +141,8 @@ impl ApplyWorker {
             let g = &self.groups[group];
             put_apply_state(ctx.batch_mut(), *group, &g.state);
         }
-        let batch = ctx.take_batch();
+        let mut batch = ctx.take_batch();
+        batch.drop_superseded();
         if !batch.is_empty() {
             if let Err(e) = self.state.write(batch) {
                 // The state engine refused a write: this replica cannot go on applying.
