@@ -3,7 +3,8 @@
 //! spread over 1 and 16 shards, at 3 replicas and at 1 replica. Prints throughput,
 //! p50/p99 latency and CPU-µs per write (user+sys of this whole process, every node
 //! included, divided by writes). Run: `cargo bench --bench raft_cluster`
-//! (`RAFT_BENCH_SECS` sets the measured seconds per case, default 5).
+//! (`RAFT_BENCH_SECS` sets the measured seconds per case, default 5; the nodes use the
+//! server's storage sizes — 64 MiB memtables — unless `RAFT_BENCH_SIZES=test`).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,7 +27,11 @@ struct Outcome {
 fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
     let mut o = ClusterOptions::new(replicas, shards, Engines::Real);
     o.net = Net::Tcp;
-    o.sizes = Sizes::Server;
+    // The server's memtables and caches; RAFT_BENCH_SIZES=test runs the small test ones.
+    o.sizes = match std::env::var("RAFT_BENCH_SIZES").as_deref() {
+        Ok("test") => Sizes::Test,
+        _ => Sizes::Server,
+    };
     o.configure = |c| c.tick_interval = Duration::from_millis(50);
     let c = Cluster::start(o).expect("start cluster");
     let leaders: Vec<u64> = (1..=shards)
