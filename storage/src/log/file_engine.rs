@@ -228,12 +228,9 @@ impl LogEngine for FileLogEngine {
         let Some((ticket, lead)) = self.enqueue(batch)? else {
             return Ok(DurableTicket::done(Ok(())));
         };
-        if lead {
-            // The flusher leads in our place; without a flusher nobody would.
-            let wake = self.wake.as_ref().ok_or(Error::Closed)?;
-            if wake.send(()).is_err() {
-                self.commit.lead();
-            }
+        // The flusher leads in our place; if it could not be told, nobody would: lead here.
+        if lead && self.wake.as_ref().is_none_or(|w| w.send(()).is_err()) {
+            self.commit.lead();
         }
         Ok(ticket)
     }
