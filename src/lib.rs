@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod fasthash;
 pub mod raftstore;
 pub mod resp;
 pub mod server;

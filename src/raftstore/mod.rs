@@ -20,13 +20,12 @@ mod store_loop;
 
 pub use state_machine::{kv_delete, kv_put, ApplyContext, KvStateMachine, StateMachine};
 
+use crate::fasthash::FastMap;
 use crate::shard::ShardDesc;
 use crate::transport::{MessageBatch, Transport};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::RwLock;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -194,7 +193,7 @@ impl StoreReceiver {
 }
 
 pub(crate) struct Shared {
-    pub status: RwLock<GroupMap<PeerStatus>>,
+    pub status: RwLock<FastMap<u64, PeerStatus>>,
 }
 
 /// One node's Raft store (its threads stop when this is dropped or [`RaftStore::stop`]ped).
@@ -231,7 +230,7 @@ impl RaftStore {
     ) -> anyhow::Result<Self> {
         let node_id = parts.config.node_id;
         let shared = Arc::new(Shared {
-            status: RwLock::new(GroupMap::default()),
+            status: RwLock::new(FastMap::default()),
         });
         let tx = inbox.0.clone();
         let threads = store_loop::spawn(parts, tx.clone(), rx.0, shared.clone(), bootstrap)?;
@@ -359,29 +358,5 @@ impl RaftStore {
 impl Drop for RaftStore {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// A map keyed by group id. The status map is read for every pipelined run of commands;
-/// SipHash (the std default, built against hash flooding) showed in profiles, and group ids
-/// are not attacker-chosen, so one multiplication does.
-pub type GroupMap<V> = HashMap<u64, V, BuildHasherDefault<GroupIdHasher>>;
-
-#[derive(Default, Clone, Copy)]
-pub struct GroupIdHasher(u64);
-
-impl Hasher for GroupIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
