@@ -4,7 +4,7 @@
 //! p50/p99 latency and CPU-µs per write (user+sys of this whole process, every node
 //! included, divided by writes). Run: `cargo bench --bench raft_cluster`
 //! (`RAFT_BENCH_SECS` sets the measured seconds per case, default 5; the nodes use the
-//! server's storage sizes — 64 MiB memtables — unless `RAFT_BENCH_SIZES=test`).
+//! server's storage sizes — 16 MiB memtables — unless `RAFT_BENCH_SIZES=test`).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -20,7 +20,9 @@ pub struct StateOptions {
     pub dir: PathBuf,
     /// Shared LRU block cache, bytes.
     pub block_cache_bytes: usize,
-    /// Memtable size per column family, bytes.
+    /// Memtable size per column family, bytes. 16 MiB: a memtable insert is a skiplist walk
+    /// whose cost is its cache misses, and at 64 MiB inserts of random keys cost ~40% more
+    /// CPU per write (`cargo bench --bench apply_floor`, docs/benchmarks.md).
     pub write_buffer_bytes: usize,
     pub background_jobs: i32,
 }
@@ -30,7 +32,7 @@ impl StateOptions {
         StateOptions {
             dir: dir.into(),
             block_cache_bytes: 256 << 20,
-            write_buffer_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
             background_jobs: 2,
         }
     }
@@ -57,11 +59,15 @@ fn cf_options(opts: &StateOptions, cache: &Cache, cf: Cf) -> Options {
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Lz4);
     let small = matches!(cf, Cf::Raft);
-    o.set_write_buffer_size(if small {
+    let memtable = if small {
         opts.write_buffer_bytes / 8
     } else {
         opts.write_buffer_bytes
-    });
+    };
+    o.set_write_buffer_size(memtable);
+    // RocksDB's sizing rule: the level L0 compacts into holds about what L0 does when its
+    // compaction triggers (4 memtables); a larger one makes every L0 compaction rewrite it.
+    o.set_max_bytes_for_level_base(4 * memtable as u64);
     o
 }
 
