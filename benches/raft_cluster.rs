@@ -22,6 +22,8 @@ struct Outcome {
     p50_us: u64,
     p99_us: u64,
     cpu_us_per_write: f64,
+    /// Log write rounds (one fdatasync each) per second, averaged over the nodes.
+    syncs_per_node: f64,
 }
 
 fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
@@ -70,7 +72,14 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
             submit(slot, &mut counter);
         }
     }
-    let (start, cpu0) = (Instant::now(), process_cpu_time());
+    let syncs = || -> u64 {
+        c.running()
+            .iter()
+            .filter_map(|id| c.node(*id))
+            .map(|n| n.log.status().sync_rounds)
+            .sum()
+    };
+    let (start, cpu0, syncs0) = (Instant::now(), process_cpu_time(), syncs());
     let end = start + Duration::from_secs_f64(secs);
     let mut lat = Vec::with_capacity(1 << 20);
     let mut errors = 0;
@@ -88,6 +97,7 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
         }
     }
     let (elapsed, cpu) = (start.elapsed().as_secs_f64(), process_cpu_time() - cpu0);
+    let synced = syncs() - syncs0;
     // Let the in-flight proposals finish before the cluster shuts down.
     for _ in 0..proposers {
         let _ = done.recv_timeout(Duration::from_secs(5));
@@ -106,6 +116,7 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         cpu_us_per_write: cpu.as_micros() as f64 / writes.max(1) as f64,
+        syncs_per_node: synced as f64 / replicas as f64 / elapsed,
     }
 }
 
@@ -117,8 +128,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5.0);
-    println!("| replicas | shards | proposers | writes/s | p50 | p99 | CPU-µs/write | errors |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| replicas | shards | proposers | writes/s | p50 | p99 | CPU-µs/write | log syncs/s per node | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     // RAFT_BENCH_ONLY=replicas,shards,proposers runs one case (e.g. under a profiler).
     let only: Option<(u64, u64, usize)> = std::env::var("RAFT_BENCH_ONLY").ok().and_then(|s| {
         let v: Vec<&str> = s.split(',').collect();
@@ -136,11 +149,12 @@ fn main() {
                 }
                 let r = run(replicas, shards, proposers, secs);
                 println!(
-                    "| {replicas} | {shards} | {proposers} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {} |",
+                    "| {replicas} | {shards} | {proposers} | {:.0} | {:.2} ms | {:.2} ms | {:.1} | {:.0} | {} |",
                     r.writes as f64 / r.secs,
                     r.p50_us as f64 / 1000.0,
                     r.p99_us as f64 / 1000.0,
                     r.cpu_us_per_write,
+                    r.syncs_per_node,
                     r.errors
                 );
             }
