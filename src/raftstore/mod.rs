@@ -10,6 +10,7 @@
 //! This module owns Raft; it never touches sockets (see `transport`) or RocksDB types.
 
 mod apply;
+mod hard_states;
 pub mod keys;
 mod peer;
 mod peer_storage;

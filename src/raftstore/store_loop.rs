@@ -10,6 +10,7 @@
 //! Groups nobody touched cost nothing but their tick.
 
 use super::apply::{ApplyTask, ApplyWorker};
+use super::hard_states::HardStates;
 use super::keys::{self, ApplyState};
 use super::peer::Peer;
 use super::peer_storage::to_log_entry;
@@ -97,6 +98,7 @@ pub(super) fn spawn(
         state,
         shared,
         outbox: HashMap::new(),
+        hard_states: HardStates::default(),
         ticks: 0,
         applied_since_maintenance: false,
         logger,
@@ -154,6 +156,7 @@ struct StoreLoop {
     shared: Arc<Shared>,
     dirty: HashSet<u64>,
     outbox: HashMap<u64, Vec<(u64, Message)>>,
+    hard_states: HardStates,
     ticks: u64,
     applied_since_maintenance: bool,
     logger: slog::Logger,
@@ -195,6 +198,12 @@ impl StoreLoop {
         }
         for p in self.peers.values_mut() {
             p.fail_all(StoreError::Stopped);
+        }
+        // A clean stop leaves the latest commit indexes in the log.
+        let mut batch = LogBatch::new();
+        self.hard_states.ride_along(&mut batch);
+        if !batch.is_empty() {
+            let _ = self.log.write(batch);
         }
     }
 
@@ -407,14 +416,12 @@ impl StoreLoop {
                 batch.append(group, entries.iter().map(to_log_entry).collect());
             }
             if let Some(hs) = rd.hs() {
-                batch.set_hard_state(
-                    group,
-                    HardState {
-                        term: hs.term,
-                        vote: hs.vote,
-                        commit: hs.commit,
-                    },
-                );
+                let hs = HardState {
+                    term: hs.term,
+                    vote: hs.vote,
+                    commit: hs.commit,
+                };
+                self.hard_states.changed(group, hs, &mut batch);
             }
             for rs in rd.take_read_states() {
                 if let Some(cb) = p.take_read(&rs.request_ctx) {
@@ -430,6 +437,7 @@ impl StoreLoop {
         // The leader's appends leave before its own fsync (Raft thesis §10.2.1).
         self.flush_outbox();
         if !batch.is_empty() {
+            self.hard_states.ride_along(&mut batch);
             self.log.write(batch)?;
         }
         let mut status = quiet;

@@ -139,6 +139,41 @@ pub fn full_cluster_restart_keeps_every_acknowledged_write(engines: Engines) {
     assert!(replicated_everywhere(&c, "zzz", "after restart"));
 }
 
+/// A commit-only hard-state change rides along with the next log write instead of costing a
+/// sync round of its own, so a sequential write costs each replica about one round (it was
+/// two: the entries, then the commit index), and nothing is lost across a full restart.
+pub fn a_sequential_write_costs_each_replica_about_one_sync_round(engines: Engines) {
+    let mut c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    c.wait_leader(1, T).unwrap();
+    put(&c, "warm", "up");
+    let rounds = |c: &Cluster| -> u64 {
+        c.running()
+            .iter()
+            .map(|id| c.node(*id).unwrap().log.status().sync_rounds)
+            .sum()
+    };
+    let before = rounds(&c);
+    let writes = 40;
+    for i in 0..writes {
+        put(&c, &format!("k{i}"), "v");
+    }
+    let per_write_per_node = (rounds(&c) - before) as f64 / writes as f64 / 3.0;
+    assert!(
+        per_write_per_node < 1.5,
+        "{per_write_per_node:.2} sync rounds per write per replica"
+    );
+    for id in c.running() {
+        c.crash(id);
+    }
+    for id in 1..=3 {
+        c.restart(id).unwrap();
+    }
+    c.wait_leader(1, T).unwrap();
+    for i in 0..writes {
+        assert_eq!(get(&c, &format!("k{i}")).as_deref(), Some("v"));
+    }
+}
+
 pub fn shards_are_independent_groups(engines: Engines) {
     let c = Cluster::start(ClusterOptions::new(3, 8, engines)).unwrap();
     let mut seen = std::collections::HashSet::new();
@@ -338,6 +373,7 @@ on_engines!(
     isolated_leader_steps_down_and_serves_no_reads,
     leadership_transfer_moves_the_leader,
     full_cluster_restart_keeps_every_acknowledged_write,
+    a_sequential_write_costs_each_replica_about_one_sync_round,
     shards_are_independent_groups,
     lease_reads_are_served_by_the_leader,
     lagging_follower_is_caught_up_by_snapshot,
