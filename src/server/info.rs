@@ -125,13 +125,15 @@ fn raft(node: &Node, o: &mut String) -> std::fmt::Result {
     let log = node.log.status();
     write!(
         o,
-        "# Raft\r\nnode_id:{}\r\nshards:{}\r\nlog_backend:{:?}\r\nlog_fallback_reason:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\n",
+        "# Raft\r\nnode_id:{}\r\nshards:{}\r\nlog_backend:{:?}\r\nlog_fallback_reason:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_sync_rounds:{}\r\nlog_batches:{}\r\n",
         node.id(),
         node.layout.len(),
         log.backend,
         log.fallback_reason.as_deref().unwrap_or(""),
         log.segments,
         log.bytes,
+        log.sync_rounds,
+        log.batches,
     )?;
     let mut leading = 0;
     for shard in &node.layout {

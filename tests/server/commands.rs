@@ -453,6 +453,13 @@ fn connection_and_server_commands() {
     ] {
         assert!(info.contains(section), "INFO lacks {section}");
     }
+    let raft: String = q(c, &["INFO", "raft"]);
+    let field = |name: &str| -> u64 {
+        let line = raft.lines().find(|l| l.starts_with(name)).expect(name);
+        line[name.len() + 1..].parse().expect("a count")
+    };
+    // Every write so far went through the log, several batches per fsync at most.
+    assert!(field("log_sync_rounds") >= 1 && field("log_batches") >= field("log_sync_rounds"));
     let server_only: String = q(c, &["INFO", "server"]);
     assert!(server_only.contains("redis_version:") && !server_only.contains("# Clients"));
     let (secs, micros): (String, String) = q(c, &["TIME"]);
