@@ -80,8 +80,8 @@ fn encode(c: &mut Criterion) {
 struct MemKeyspace(HashMap<Vec<u8>, Vec<u8>>);
 
 impl Keyspace for MemKeyspace {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.0.get(key).cloned())
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, String> {
+        Ok(self.0.get(key).map(|v| Bytes::copy_from_slice(v)))
     }
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.0.insert(key.to_vec(), value.to_vec());

@@ -107,8 +107,11 @@ struct ApplyKeyspace<'r, 'a> {
 }
 
 impl Keyspace for ApplyKeyspace<'_, '_> {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.ctx.get(Cf::Data, key).map_err(|e| e.to_string())
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, String> {
+        self.ctx
+            .get(Cf::Data, key)
+            .map(|v| v.map(Bytes::from))
+            .map_err(|e| e.to_string())
     }
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.ctx.put(Cf::Data, key, value)

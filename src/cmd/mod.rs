@@ -85,7 +85,8 @@ pub enum Cmd {
 
 /// Raw access to one shard's data: the state engine (reads) or an apply round (writes).
 pub trait Keyspace {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// The stored value (shared, so a value read ahead is handed out without a copy).
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, String>;
     fn put(&mut self, key: &[u8], value: &[u8]);
     fn delete(&mut self, key: &[u8]);
 }
@@ -144,7 +145,7 @@ impl<'a> Ctx<'a> {
             Some(Live {
                 kind,
                 expire_at,
-                payload: Bytes::from(v).slice(header..),
+                payload: v.slice(header..),
             })
         }))
     }

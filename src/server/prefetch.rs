@@ -13,7 +13,7 @@ use tessera_storage::{Cf, StateEngine};
 /// Values read ahead for one shard, sorted by key.
 #[derive(Default)]
 pub struct Prefetched {
-    values: Vec<(Bytes, Option<Vec<u8>>)>,
+    values: Vec<(Bytes, Option<Bytes>)>,
 }
 
 impl Prefetched {
@@ -25,13 +25,17 @@ impl Prefetched {
         let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
         match state.multi_get(Cf::Data, &refs) {
             Ok(values) => Prefetched {
-                values: keys.into_iter().zip(values).collect(),
+                values: keys
+                    .into_iter()
+                    .zip(values.into_iter().map(|v| v.map(Bytes::from)))
+                    .collect(),
             },
             Err(_) => Prefetched::default(),
         }
     }
 
-    fn get(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    /// A value read ahead: shared with every command of the run that reads it, not copied.
+    fn get(&self, key: &[u8]) -> Option<Option<Bytes>> {
         let i = self.values.binary_search_by(|(k, _)| k[..].cmp(key)).ok()?;
         Some(self.values[i].1.clone())
     }
@@ -44,11 +48,14 @@ pub struct ReadKeyspace<'a> {
 }
 
 impl Keyspace for ReadKeyspace<'_> {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, String> {
         if let Some(v) = self.ahead.and_then(|p| p.get(key)) {
             return Ok(v);
         }
-        self.state.get(Cf::Data, key).map_err(|e| e.to_string())
+        self.state
+            .get(Cf::Data, key)
+            .map(|v| v.map(Bytes::from))
+            .map_err(|e| e.to_string())
     }
     fn put(&mut self, _key: &[u8], _value: &[u8]) {
         debug_assert!(false, "a read command wrote");
@@ -82,7 +89,7 @@ mod tests {
             state: &state,
             ahead: Some(&pre),
         };
-        let a1 = Some(b"1".to_vec());
+        let a1 = Some(Bytes::from_static(b"1"));
         assert_eq!(kv.get(b"a").unwrap(), a1, "the prefetched value");
         assert_eq!(kv.get(b"a").unwrap(), a1, "again, within the same run");
         assert_eq!(kv.get(b"b").unwrap(), None, "a prefetched miss");
@@ -90,6 +97,10 @@ mod tests {
         wb.put(Cf::Data, b"c".to_vec(), b"3".to_vec());
         state.write(wb).unwrap();
         let c = kv.get(b"c").unwrap();
-        assert_eq!(c, Some(b"3".to_vec()), "not prefetched: read directly");
+        assert_eq!(
+            c,
+            Some(Bytes::from_static(b"3")),
+            "not prefetched: read directly"
+        );
     }
 }
