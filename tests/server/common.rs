@@ -91,8 +91,26 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// `n` nodes (each holding every shard), started and ready.
+    /// `n` nodes (each holding every shard), started and ready. Ports are picked free and
+    /// then released, so another process can take one before a node binds it; a node that
+    /// exits because its address is in use gets the whole cluster restarted on new ports.
     pub fn start(n: u64, shards: u64, extra: &[&str]) -> TestCluster {
+        for attempt in 1.. {
+            let mut c = Self::launch(n, shards, extra);
+            match c.ready_or_exited() {
+                Ok(()) => return c,
+                Err(log) if log.contains("in use") && attempt < 3 => {
+                    eprintln!(
+                        "a port was taken before a node bound it; new ports (attempt {attempt})"
+                    );
+                }
+                Err(log) => panic!("a node exited while starting; log:\n{log}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn launch(n: u64, shards: u64, extra: &[&str]) -> TestCluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let addrs: Vec<(SocketAddr, SocketAddr)> = (0..n)
             .map(|_| {
@@ -130,13 +148,35 @@ impl TestCluster {
             .iter()
             .position(|a| *a == "--requirepass")
             .map(|i| extra[i + 1].to_string());
-        let c = TestCluster {
+        TestCluster {
             nodes,
             password,
             _tmp: tmp,
-        };
-        c.wait_ready();
-        c
+        }
+    }
+
+    /// Like [`TestCluster::wait_ready`], but a node that exits ends the wait with its log.
+    fn ready_or_exited(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let password = self.password.clone();
+        for n in &mut self.nodes {
+            loop {
+                if let Some(Ok(Some(_))) = n.child.as_mut().map(|c| c.try_wait()) {
+                    return Err(n.log());
+                }
+                if ready(n.resp, password.as_deref()) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} not ready; log:\n{}",
+                    n.id,
+                    n.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     pub fn single(extra: &[&str]) -> TestCluster {
