@@ -21,8 +21,8 @@ pub struct StateOptions {
     /// Shared LRU block cache, bytes.
     pub block_cache_bytes: usize,
     /// Memtable size per column family, bytes. 16 MiB: a memtable insert is a skiplist walk
-    /// whose cost is its cache misses, and at 64 MiB inserts of random keys cost ~40% more
-    /// CPU per write (`cargo bench --bench apply_floor`, docs/benchmarks.md).
+    /// whose cost is its cache misses, and at 64 MiB (with the default base level) a write
+    /// cost ~30% more CPU (`cargo bench --bench apply_floor`, docs/benchmarks.md).
     pub write_buffer_bytes: usize,
     pub background_jobs: i32,
 }
