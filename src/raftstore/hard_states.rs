@@ -11,23 +11,28 @@
 use crate::fasthash::FastMap;
 use tessera_storage::{HardState, LogBatch};
 
+/// The commit-only changes not yet in a batch: the latest per group. What the log already
+/// holds is the log engine's to say (`LogEngine::hard_state`); it is not kept here again.
 #[derive(Default)]
 pub(super) struct HardStates {
-    /// (term, vote) of the latest hard state put in a batch, per group.
-    written: FastMap<u64, (u64, u64)>,
-    /// The latest commit-only change per group, not yet in a batch.
     held: FastMap<u64, HardState>,
 }
 
 impl HardStates {
-    /// A group's hard state changed: into `batch` if term or vote moved (or it is the first
-    /// this replica writes), else held for [`HardStates::ride_along`].
-    pub fn changed(&mut self, group: u64, hs: HardState, batch: &mut LogBatch) {
-        if self.written.get(&group) == Some(&(hs.term, hs.vote)) {
+    /// A group's hard state changed: into `batch` if its term or vote differs from `logged`
+    /// (the group's hard state in the log; none yet counts as different), else held for
+    /// [`HardStates::ride_along`].
+    pub fn changed(
+        &mut self,
+        group: u64,
+        hs: HardState,
+        logged: Option<HardState>,
+        batch: &mut LogBatch,
+    ) {
+        if logged.is_some_and(|l| (l.term, l.vote) == (hs.term, hs.vote)) {
             self.held.insert(group, hs);
         } else {
             self.held.remove(&group);
-            self.written.insert(group, (hs.term, hs.vote));
             batch.set_hard_state(group, hs);
         }
     }
@@ -60,41 +65,48 @@ mod tests {
             .collect()
     }
 
+    /// Group 1's hard state in the log once `batch` is written over `logged`.
+    fn written(batch: &LogBatch, logged: Option<HardState>) -> Option<HardState> {
+        hard_states(batch).last().map(|(_, h)| *h).or(logged)
+    }
+
     #[test]
     fn term_or_vote_changes_are_written_at_once_commit_only_ones_ride_along() {
         let mut s = HardStates::default();
         let mut b = LogBatch::new();
-        s.changed(1, hs(1, 2, 0), &mut b);
+        s.changed(1, hs(1, 2, 0), None, &mut b);
         assert_eq!(
             hard_states(&b),
             vec![(1, hs(1, 2, 0))],
             "the first is written"
         );
+        let logged = written(&b, None);
 
         let mut b = LogBatch::new();
-        s.changed(1, hs(1, 2, 5), &mut b);
-        s.changed(1, hs(1, 2, 7), &mut b);
+        s.changed(1, hs(1, 2, 5), logged, &mut b);
+        s.changed(1, hs(1, 2, 7), logged, &mut b);
         assert!(b.is_empty(), "commit-only changes wait");
 
-        // A later write carries the latest held one.
-        b.append(2, vec![]);
+        // A batch written anyway carries the latest held one.
         s.ride_along(&mut b);
         assert_eq!(hard_states(&b), vec![(1, hs(1, 2, 7))]);
+        let logged = written(&b, logged);
         let mut b = LogBatch::new();
         s.ride_along(&mut b);
         assert!(b.is_empty(), "written once");
 
         // A new term is written at once and replaces what was held.
-        s.changed(1, hs(1, 2, 8), &mut b);
-        s.changed(1, hs(2, 0, 8), &mut b);
+        s.changed(1, hs(1, 2, 8), logged, &mut b);
+        s.changed(1, hs(2, 0, 8), logged, &mut b);
         assert_eq!(hard_states(&b), vec![(1, hs(2, 0, 8))]);
+        let logged = written(&b, logged);
         let mut later = LogBatch::new();
         s.ride_along(&mut later);
         assert!(later.is_empty(), "nothing older rides along after it");
 
         // So is a vote in the same term.
         let mut b = LogBatch::new();
-        s.changed(1, hs(2, 3, 8), &mut b);
+        s.changed(1, hs(2, 3, 8), logged, &mut b);
         assert_eq!(hard_states(&b), vec![(1, hs(2, 3, 8))]);
     }
 }

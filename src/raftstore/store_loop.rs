@@ -421,7 +421,8 @@ impl StoreLoop {
                     vote: hs.vote,
                     commit: hs.commit,
                 };
-                self.hard_states.changed(group, hs, &mut batch);
+                let logged = self.log.hard_state(group);
+                self.hard_states.changed(group, hs, logged, &mut batch);
             }
             for rs in rd.take_read_states() {
                 if let Some(cb) = p.take_read(&rs.request_ctx) {

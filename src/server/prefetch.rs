@@ -70,21 +70,23 @@ mod tests {
     use super::*;
     use tessera_storage::{MemStateEngine, WriteBatch};
 
+    fn put(state: &MemStateEngine, key: &[u8], value: &[u8]) {
+        let mut wb = WriteBatch::new();
+        wb.put(Cf::Data, key.to_vec(), value.to_vec());
+        state.write(wb).unwrap();
+    }
+
     #[test]
     fn prefetched_values_serve_every_read_of_the_run() {
         let state = MemStateEngine::new();
-        let mut wb = WriteBatch::new();
-        wb.put(Cf::Data, b"a".to_vec(), b"1".to_vec());
-        state.write(wb).unwrap();
+        put(&state, b"a", b"1");
         let keys = vec![
             Bytes::from_static(b"b"),
             Bytes::from_static(b"a"),
             Bytes::from_static(b"a"),
         ];
         let pre = Prefetched::read(&state, keys);
-        let mut wb = WriteBatch::new();
-        wb.put(Cf::Data, b"a".to_vec(), b"2".to_vec());
-        state.write(wb).unwrap();
+        put(&state, b"a", b"2");
         let mut kv = ReadKeyspace {
             state: &state,
             ahead: Some(&pre),
@@ -93,9 +95,7 @@ mod tests {
         assert_eq!(kv.get(b"a").unwrap(), a1, "the prefetched value");
         assert_eq!(kv.get(b"a").unwrap(), a1, "again, within the same run");
         assert_eq!(kv.get(b"b").unwrap(), None, "a prefetched miss");
-        let mut wb = WriteBatch::new();
-        wb.put(Cf::Data, b"c".to_vec(), b"3".to_vec());
-        state.write(wb).unwrap();
+        put(&state, b"c", b"3");
         let c = kv.get(b"c").unwrap();
         assert_eq!(
             c,

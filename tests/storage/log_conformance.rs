@@ -222,12 +222,23 @@ pub fn pipelined_submits_all_become_durable<H: LogHarness>(mut h: H) {
     for t in tickets {
         t.wait().unwrap();
     }
+    every_batch_counted_and_back_after_restart(&mut h, e, 200, 25);
+}
+
+/// `batches` were counted in at most as many sync rounds, and each of groups 0..8 holds
+/// `per_group` entries after a restart.
+fn every_batch_counted_and_back_after_restart<H: LogHarness>(
+    h: &mut H,
+    e: H::E,
+    batches: u64,
+    per_group: usize,
+) {
     let st = e.status();
-    assert_eq!(st.batches, 200);
+    assert_eq!(st.batches, batches);
     assert!(st.sync_rounds <= st.batches);
     let e = h.restart(e);
     for g in 0..8 {
-        assert_eq!(read_all(&e, g).len(), 25, "group {g}");
+        assert_eq!(read_all(&e, g).len(), per_group, "group {g}");
     }
 }
 
@@ -248,13 +259,7 @@ pub fn concurrent_writers_all_become_durable<H: LogHarness>(mut h: H) {
             });
         }
     });
-    let st = e.status();
-    assert_eq!(st.batches, 320);
-    assert!(st.sync_rounds <= st.batches);
-    let e = h.restart(e);
-    for g in 0..8 {
-        assert_eq!(read_all(&e, g).len(), 40, "group {g}");
-    }
+    every_batch_counted_and_back_after_restart(&mut h, e, 320, 40);
 }
 
 macro_rules! conformance {
