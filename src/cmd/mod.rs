@@ -14,7 +14,7 @@ pub mod table;
 pub mod value;
 
 use crate::resp::Reply;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 pub use table::{lookup, Route, Spec};
 use value::Stored;
 
@@ -138,14 +138,15 @@ impl<'a> Ctx<'a> {
             .kv
             .get(key)
             .map_err(|e| Reply::err(format!("ERR storage failure: {e}")))?;
-        Ok(raw.and_then(|v| {
+        Ok(raw.and_then(|mut v| {
             let s = Stored::decode(&v)?;
             let (kind, expire_at, header) = (s.kind, s.expire_at, v.len() - s.payload.len());
-            // The payload is a view of the value read, not a second copy.
+            // The payload is the value read minus its header: a view, not a second copy.
+            v.advance(header);
             Some(Live {
                 kind,
                 expire_at,
-                payload: v.slice(header..),
+                payload: v,
             })
         }))
     }

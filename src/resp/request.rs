@@ -70,9 +70,9 @@ pub fn parse_request(
                 if args.is_empty() {
                     continue;
                 }
-                return Ok(Some(
-                    args.into_iter().map(|(s, e)| frame.slice(s..e)).collect(),
-                ));
+                let mut request = Vec::with_capacity(args.len);
+                request.extend(args.iter().map(|(s, e)| frame.slice(s..e)));
+                return Ok(Some(request));
             }
         }
     }
@@ -80,23 +80,71 @@ pub fn parse_request(
 
 /// Position of the `\r\n` ending the line that starts at `from`, if received.
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    buf[from..]
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|p| from + p)
+    let mut at = from;
+    loop {
+        at += buf.get(at..)?.iter().position(|&b| b == b'\r')?;
+        if *buf.get(at + 1)? == b'\n' {
+            return Some(at);
+        }
+        at += 1;
+    }
 }
 
 /// A decimal as Redis's `string2ll` accepts it: optional '-', digits, no leading '+' or
-/// spaces, fits an i64.
+/// spaces, no leading zero, fits an i64. Parsed digit by digit (no UTF-8 pass): every bulk
+/// header of every request goes through here.
 fn parse_int(s: &[u8]) -> Option<i64> {
-    std::str::from_utf8(s)
-        .ok()?
-        .parse::<i64>()
-        .ok()
-        .filter(|_| !s.is_empty() && s[0] != b'+' && !(s.len() > 1 && s[0] == b'0'))
+    let (negative, digits) = match s.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || (s.len() > 1 && s[0] == b'0') {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if negative {
+            v.checked_sub(i64::from(d))?
+        } else {
+            v.checked_add(i64::from(d))?
+        };
+    }
+    Some(v)
 }
 
-type Spans = Vec<(usize, usize)>;
+/// Where a request's arguments sit in the buffer: the first few inline (most commands have
+/// at most eight arguments, so parsing one allocates only the request itself).
+#[derive(Default)]
+struct Spans {
+    inline: [(usize, usize); 8],
+    len: usize,
+    more: Vec<(usize, usize)>,
+}
+
+impl Spans {
+    fn push(&mut self, span: (usize, usize)) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = span;
+        } else {
+            self.more.push(span);
+        }
+        self.len += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let first = self.len.min(self.inline.len());
+        self.inline[..first].iter().chain(&self.more).copied()
+    }
+}
 
 fn parse_multibulk(
     buf: &[u8],
@@ -119,11 +167,11 @@ fn parse_multibulk(
         return Err(perr("invalid multibulk length"));
     }
     let mut pos = end + 2;
+    // Grows with what has arrived, never with the count the client claims.
+    let mut args = Spans::default();
     if count <= 0 {
-        return Ok(Some((Vec::new(), pos)));
+        return Ok(Some((args, pos)));
     }
-    // Grow with what has arrived, never with the count the client claims.
-    let mut args = Vec::with_capacity((count as usize).min(64));
     for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);
@@ -179,7 +227,7 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<(Spans, usize)>, P
 /// words: quoted arguments (which need unescaping) are rejected unless plain, keeping every
 /// argument a slice of the received bytes.
 fn split_inline(line: &[u8]) -> Result<Spans, ProtocolError> {
-    let mut spans = Vec::new();
+    let mut spans = Spans::default();
     let mut i = 0;
     while i < line.len() {
         while i < line.len() && line[i].is_ascii_whitespace() {
@@ -301,6 +349,68 @@ mod tests {
         assert!(reqs.is_empty() && res.is_ok());
         let (reqs, res) = parse_all(b"*1048576\r\n$1\r\na\r\n", true);
         assert!(reqs.is_empty() && res.is_ok());
+    }
+
+    /// What `parse_int` must accept: Rust's own i64 parsing, narrowed to Redis's rules.
+    fn parse_int_oracle(s: &[u8]) -> Option<i64> {
+        std::str::from_utf8(s)
+            .ok()?
+            .parse::<i64>()
+            .ok()
+            .filter(|_| !s.is_empty() && s[0] != b'+' && !(s.len() > 1 && s[0] == b'0'))
+    }
+
+    #[test]
+    fn integers_parse_as_redis_string2ll_does() {
+        for case in [
+            &b"0"[..],
+            b"7",
+            b"-1",
+            b"-0",
+            b"00",
+            b"01",
+            b"+1",
+            b"-",
+            b"",
+            b" 1",
+            b"1 ",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"12a",
+        ] {
+            assert_eq!(parse_int(case), parse_int_oracle(case), "{case:?}");
+        }
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let alphabet = b"-+0123456789 x";
+        for _ in 0..50_000 {
+            let len = rng.random_range(0..22);
+            let s: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            assert_eq!(parse_int(&s), parse_int_oracle(&s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn many_arguments_and_stray_carriage_returns() {
+        let mut input = b"*12\r\n".to_vec();
+        for i in 0..12 {
+            input.extend(format!("$2\r\na{}\r\n", i % 10).as_bytes());
+        }
+        input.extend(b"*2\r\n$4\r\nECHO\r\n$3\r\na\rb\r\n*1\rx\r\n");
+        let (reqs, res) = parse_all(&input, true);
+        assert_eq!(res, Err(ProtocolError("invalid multibulk length".into())));
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            reqs[0].len(),
+            12,
+            "arguments past the inline eight are kept"
+        );
+        assert_eq!(&reqs[0][11][..], b"a1");
+        assert_eq!(words(&reqs[1]), vec![&b"ECHO"[..], b"a\rb"]);
     }
 
     #[test]

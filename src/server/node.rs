@@ -213,7 +213,7 @@ impl Node {
         cmd: Cmd,
         args: &[Bytes],
         now: u64,
-        ahead: Option<&Prefetched>,
+        ahead: Option<&Prefetched<'_>>,
     ) -> Reply {
         let mut kv = ReadKeyspace {
             state: &*self.state,
@@ -228,7 +228,7 @@ impl Node {
     }
 
     /// Reads `keys` of a run of reads together (after [`Node::read_index`]).
-    pub fn prefetch(&self, keys: Vec<Bytes>) -> Prefetched {
+    pub fn prefetch<'k>(&self, keys: Vec<&'k [u8]>) -> Prefetched<'k> {
         Prefetched::read(&*self.state, keys)
     }
 

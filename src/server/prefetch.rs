@@ -10,20 +10,19 @@ use crate::cmd::Keyspace;
 use bytes::Bytes;
 use tessera_storage::{Cf, StateEngine};
 
-/// Values read ahead for one shard, sorted by key.
+/// Values read ahead for one shard, sorted by key (the keys borrowed from the requests).
 #[derive(Default)]
-pub struct Prefetched {
-    values: Vec<(Bytes, Option<Bytes>)>,
+pub struct Prefetched<'k> {
+    values: Vec<(&'k [u8], Option<Bytes>)>,
 }
 
-impl Prefetched {
+impl<'k> Prefetched<'k> {
     /// Reads `keys` (any order, duplicates allowed). On an engine error nothing is kept:
     /// each command then reads, and reports the error, itself.
-    pub fn read(state: &dyn StateEngine, mut keys: Vec<Bytes>) -> Self {
+    pub fn read(state: &dyn StateEngine, mut keys: Vec<&'k [u8]>) -> Self {
         keys.sort_unstable();
         keys.dedup();
-        let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-        match state.multi_get(Cf::Data, &refs) {
+        match state.multi_get(Cf::Data, &keys) {
             Ok(values) => Prefetched {
                 values: keys
                     .into_iter()
@@ -36,7 +35,7 @@ impl Prefetched {
 
     /// A value read ahead: shared with every command of the run that reads it, not copied.
     fn get(&self, key: &[u8]) -> Option<Option<Bytes>> {
-        let i = self.values.binary_search_by(|(k, _)| k[..].cmp(key)).ok()?;
+        let i = self.values.binary_search_by(|(k, _)| (*k).cmp(key)).ok()?;
         Some(self.values[i].1.clone())
     }
 }
@@ -44,7 +43,7 @@ impl Prefetched {
 /// Reads of one command on local state (after a read index or a local-read check).
 pub struct ReadKeyspace<'a> {
     pub state: &'a dyn StateEngine,
-    pub ahead: Option<&'a Prefetched>,
+    pub ahead: Option<&'a Prefetched<'a>>,
 }
 
 impl Keyspace for ReadKeyspace<'_> {
@@ -80,11 +79,7 @@ mod tests {
     fn prefetched_values_serve_every_read_of_the_run() {
         let state = MemStateEngine::new();
         put(&state, b"a", b"1");
-        let keys = vec![
-            Bytes::from_static(b"b"),
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"a"),
-        ];
+        let keys = vec![&b"b"[..], b"a", b"a"];
         let pre = Prefetched::read(&state, keys);
         put(&state, b"a", b"2");
         let mut kv = ReadKeyspace {

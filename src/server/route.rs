@@ -184,7 +184,7 @@ pub async fn run_group(
     let mut writes: BTreeMap<u64, ShardBatch> = BTreeMap::new();
     let mut reads: BTreeMap<u64, ReadIndex> = BTreeMap::new();
     // The keys each local shard's reads name, read together once its read index is in.
-    let mut read_keys: BTreeMap<u64, Vec<Bytes>> = BTreeMap::new();
+    let mut read_keys: BTreeMap<u64, Vec<&[u8]>> = BTreeMap::new();
     let mut ahead: BTreeMap<u64, Prefetched> = BTreeMap::new();
     let mut pending = Vec::with_capacity(parts.len());
     // Leadership looked up once per shard per group (the status map is shared by threads).
@@ -200,14 +200,19 @@ pub async fn run_group(
                 Pending::Write(part.shard, batch.parts.len() - 1)
             }
             Target::Local => {
-                reads
-                    .entry(part.shard)
-                    .or_insert_with(|| ReadIndex::Waiting(node.read_index(part.shard)));
+                reads.entry(part.shard).or_insert_with(|| {
+                    // Served from the lease: ready now, no channel or callback needed.
+                    if node.store.local_reads(part.shard) {
+                        ReadIndex::Ready(Ok(()))
+                    } else {
+                        ReadIndex::Waiting(node.read_index(part.shard))
+                    }
+                });
                 let spec = shapes[part.cmd].0;
                 let keys = read_keys.entry(part.shard).or_default();
                 keys.extend(
                     spec.key_positions(part.args.len())
-                        .map(|p| part.args[p].clone()),
+                        .map(|p| &part.args[p][..]),
                 );
                 Pending::Read(part.shard)
             }

@@ -1,8 +1,9 @@
 //! One client connection: read whatever arrived, parse every complete request (one at a time
 //! until the client has authenticated, since AUTH changes the limits), run them — runs of
 //! keyed reads or writes go to `route` together, so a pipeline of 1,000 SETs becomes one
-//! batch of proposals — and write all replies in order with one write. A protocol error is
-//! answered and the connection closed, as Redis does.
+//! batch of proposals — and write all replies in order with one write, after the worker's
+//! other ready connections had their turn. A protocol error is answered and the connection
+//! closed, as Redis does.
 
 use super::admin::{self, Conn};
 use super::allshards;
@@ -99,6 +100,11 @@ pub(crate) async fn serve(
                 Reply::err(format!("ERR {e}")).encode(conn.proto, &mut out);
                 conn.closing = true;
             }
+            // Let the worker's other ready connections parse and run theirs first, so
+            // replies go out back to back, as Redis writes them before it sleeps: a client
+            // process woken by the first finds the rest ready instead of being woken for
+            // each (on loopback the wake-up is paid by the writer: -13% CPU per GET).
+            tokio::task::yield_now().await;
             if stream.write_out(&mut out).await.is_err() {
                 return;
             }
