@@ -11,4 +11,4 @@ mod request;
 pub use glob::glob_match;
 pub use reply::{encode_request, Protocol, Reply};
 pub use reply_parse::{parse_reply, parse_reply_slice, ReplyError};
-pub use request::{parse_request, Limits, ProtocolError, Request};
+pub use request::{parse_request, parse_requests, Limits, ProtocolError, Request};

@@ -54,28 +54,64 @@ pub fn parse_request(
     limits: &Limits,
     authenticated: bool,
 ) -> Result<Option<Request>, ProtocolError> {
-    loop {
-        if buf.is_empty() {
-            return Ok(None);
-        }
-        let parsed = if buf[0] == b'*' {
-            parse_multibulk(buf, limits, authenticated)?
+    let mut out = Vec::with_capacity(1);
+    match parse_requests(buf, limits, authenticated, 1, &mut out) {
+        Some(e) => Err(e),
+        None => Ok(out.pop()),
+    }
+}
+
+/// Parses up to `max` complete requests from the front of `buf` into `out` and removes their
+/// bytes — one split of the buffer for all of them, so a pipeline's arguments share one
+/// frozen frame. Returns the protocol error that stopped parsing, if any: the requests before
+/// it are in `out` (and are answered before the error, as Redis does).
+pub fn parse_requests(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    authenticated: bool,
+    max: usize,
+    out: &mut Vec<Request>,
+) -> Option<ProtocolError> {
+    // Every argument's span in `buf`, and where each request's spans end.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut used = 0;
+    let mut error = None;
+    while ends.len() < max && used < buf.len() {
+        let rest = &buf[used..];
+        let parsed = if rest[0] == b'*' {
+            parse_multibulk(rest, limits, authenticated)
         } else {
-            parse_inline(buf, limits)?
+            parse_inline(rest, limits)
         };
         match parsed {
-            None => return Ok(None),
-            Some((args, used)) => {
-                let frame = buf.split_to(used).freeze();
-                if args.is_empty() {
-                    continue;
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+            Ok(Some((args, n))) => {
+                // Empty requests (`*0`, blank lines) are consumed and skipped.
+                if !args.is_empty() {
+                    spans.extend(args.iter().map(|(s, e)| (used + s, used + e)));
+                    ends.push(spans.len());
                 }
-                let mut request = Vec::with_capacity(args.len);
-                request.extend(args.iter().map(|(s, e)| frame.slice(s..e)));
-                return Ok(Some(request));
+                used += n;
             }
         }
     }
+    if used == 0 {
+        return error;
+    }
+    let frame = buf.split_to(used).freeze();
+    let mut first = 0;
+    for end in ends {
+        let mut request = Vec::with_capacity(end - first);
+        request.extend(spans[first..end].iter().map(|&(s, e)| frame.slice(s..e)));
+        out.push(request);
+        first = end;
+    }
+    error
 }
 
 /// Position of the `\r\n` ending the line that starts at `from`, if received.
@@ -411,6 +447,37 @@ mod tests {
         );
         assert_eq!(&reqs[0][11][..], b"a1");
         assert_eq!(words(&reqs[1]), vec![&b"ECHO"[..], b"a\rb"]);
+    }
+
+    #[test]
+    fn a_pipeline_parses_in_one_pass_up_to_its_limit_and_its_error() {
+        let input = b"*1\r\n$4\r\nPING\r\n*0\r\nGET a\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*x\r\n";
+        let mut buf = BytesMut::from(&input[..]);
+        let mut out = Vec::new();
+        assert_eq!(
+            parse_requests(&mut buf, &Limits::default(), true, 2, &mut out),
+            None
+        );
+        assert_eq!(out.len(), 2, "stops at the limit");
+        assert_eq!(
+            words(&out[1]),
+            vec![&b"GET"[..], b"a"],
+            "the empty request is skipped"
+        );
+        let err = parse_requests(&mut buf, &Limits::default(), true, 100, &mut out);
+        assert_eq!(err, Some(ProtocolError("invalid multibulk length".into())));
+        assert_eq!(out.len(), 3, "the request before the error is kept");
+        assert_eq!(words(&out[2]), vec![&b"GET"[..], b"b"]);
+        assert_eq!(&buf[..], b"*x\r\n", "the bad request is not consumed");
+        // An incomplete tail stays in the buffer for the next read.
+        let mut buf = BytesMut::from(&b"PING\r\n*2\r\n$3\r\nGET"[..]);
+        let mut out = Vec::new();
+        assert_eq!(
+            parse_requests(&mut buf, &Limits::default(), true, 100, &mut out),
+            None
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(&buf[..], b"*2\r\n$3\r\nGET");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::netio::ClientIo;
 use super::node::Node;
 use super::route::run_group;
 use crate::cmd::{errors, lookup, Cmd, Route, Spec};
-use crate::resp::{parse_request, Limits, Reply, Request};
+use crate::resp::{parse_requests, Limits, Reply, Request};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -78,20 +78,9 @@ pub(crate) async fn serve(
         };
         loop {
             let mut batch = Vec::new();
-            let mut protocol_error = None;
-            while batch.len() < MAX_BATCH {
-                match parse_request(&mut inbuf, &limits, conn.authed) {
-                    Ok(Some(r)) => batch.push(r),
-                    Ok(None) => break,
-                    Err(e) => {
-                        protocol_error = Some(e);
-                        break;
-                    }
-                }
-                if !conn.authed {
-                    break;
-                }
-            }
+            // Before AUTH one request at a time: AUTH changes the limits for the next.
+            let max = if conn.authed { MAX_BATCH } else { 1 };
+            let protocol_error = parse_requests(&mut inbuf, &limits, conn.authed, max, &mut batch);
             if batch.is_empty() && protocol_error.is_none() {
                 break;
             }

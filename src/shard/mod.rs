@@ -30,7 +30,8 @@ pub struct DescError(String);
 
 impl ShardDesc {
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start.as_slice() && (self.end.is_empty() || key < self.end.as_slice())
+        bound_cmp(&self.start, key).is_le()
+            && (self.end.is_empty() || bound_cmp(&self.end, key).is_gt())
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -122,10 +123,22 @@ pub fn static_layout(shards: u64, peers: &[u64]) -> Vec<ShardDesc> {
         .collect()
 }
 
+/// `bound.cmp(key)` in byte order, inline: range bounds are a few bytes and usually differ
+/// from the key in the first, and every keyed command locates its shard this way, so a
+/// byte loop beats a `memcmp` call here.
+fn bound_cmp(bound: &[u8], key: &[u8]) -> std::cmp::Ordering {
+    for (b, k) in bound.iter().zip(key) {
+        if b != k {
+            return b.cmp(k);
+        }
+    }
+    bound.len().cmp(&key.len())
+}
+
 /// The shard whose range holds `key` (layouts cover the whole key space). Binary search
 /// when the layout is sorted by start key, as layouts are; a linear scan otherwise.
 pub fn locate<'a>(layout: &'a [ShardDesc], key: &[u8]) -> Option<&'a ShardDesc> {
-    let i = layout.partition_point(|s| s.start.as_slice() <= key);
+    let i = layout.partition_point(|s| bound_cmp(&s.start, key).is_le());
     match i.checked_sub(1).map(|i| &layout[i]) {
         Some(s) if s.contains(key) => Some(s),
         _ => layout.iter().find(|s| s.contains(key)),
@@ -135,6 +148,29 @@ pub fn locate<'a>(layout: &'a [ShardDesc], key: &[u8]) -> Option<&'a ShardDesc> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_compare_in_byte_order() {
+        let samples: [&[u8]; 12] = [
+            b"",
+            b"\x00",
+            b"\x00\x00",
+            b"a",
+            b"a\x00",
+            b"ab",
+            b"b",
+            b"\xff",
+            b"\xff\xff\xff",
+            b"abcdefgh",
+            b"abcdefghi",
+            b"abcdefgi",
+        ];
+        for a in samples {
+            for b in samples {
+                assert_eq!(bound_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn static_layout_covers_every_key_exactly_once() {
