@@ -14,6 +14,7 @@ use super::route::run_group;
 use crate::cmd::{errors, lookup, Cmd, Route, Spec};
 use crate::resp::{parse_requests, Limits, Reply, Request};
 use bytes::{Bytes, BytesMut};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub(crate) async fn serve(
     local: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let here = WorkerSessions::enter();
     node.stats.connections.fetch_add(1, Ordering::Relaxed);
     let max = node.settings.read().maxclients;
     let Some(reg) = ClientRegistry::register(&node, peer, local, max) else {
@@ -92,8 +94,11 @@ pub(crate) async fn serve(
             // Let the worker's other ready connections parse and run theirs first, so
             // replies go out back to back, as Redis writes them before it sleeps: a client
             // process woken by the first finds the rest ready instead of being woken for
-            // each (on loopback the wake-up is paid by the writer: -13% CPU per GET).
-            tokio::task::yield_now().await;
+            // each (on loopback the wake-up is paid by the writer). A connection alone on
+            // its worker skips it: there is nothing to wait for, only latency to add.
+            if here.others() {
+                tokio::task::yield_now().await;
+            }
             if stream.write_out(&mut out).await.is_err() {
                 return;
             }
@@ -107,6 +112,32 @@ pub(crate) async fn serve(
             // Redis closes a client whose query buffer exceeds the limit.
             return;
         }
+    }
+}
+
+thread_local! {
+    /// Sessions running on this worker thread (each worker runs its own on one thread).
+    static SESSIONS_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a session on its worker thread while it lives.
+struct WorkerSessions;
+
+impl WorkerSessions {
+    fn enter() -> Self {
+        SESSIONS_HERE.with(|c| c.set(c.get() + 1));
+        WorkerSessions
+    }
+
+    /// Whether other sessions share this worker.
+    fn others(&self) -> bool {
+        SESSIONS_HERE.with(|c| c.get() > 1)
+    }
+}
+
+impl Drop for WorkerSessions {
+    fn drop(&mut self) {
+        SESSIONS_HERE.with(|c| c.set(c.get() - 1));
     }
 }
 
@@ -192,5 +223,24 @@ async fn run_other(node: &Arc<Node>, conn: &mut Conn, spec: &Spec, args: &[Bytes
             allshards::local_shard_command(node, args).await
         }
         _ => admin::run(node, conn, spec, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerSessions;
+
+    #[test]
+    fn a_session_knows_whether_it_shares_its_worker() {
+        let first = WorkerSessions::enter();
+        assert!(!first.others(), "alone on this thread");
+        let second = WorkerSessions::enter();
+        assert!(first.others() && second.others());
+        drop(second);
+        assert!(!first.others(), "the other one ended");
+        // Another thread is another worker.
+        std::thread::spawn(|| assert!(!WorkerSessions::enter().others()))
+            .join()
+            .unwrap();
     }
 }
