@@ -142,18 +142,23 @@ fn replay_segment(
             "invalid record in a sealed segment".into(),
         ));
     }
-    if let Some(later) = first_valid_record_after(&data, seq, off) {
-        return Err(corrupt(
-            off as u64,
-            format!("invalid record followed by a valid one at offset {later}"),
-        ));
+    if data[off..].iter().all(|&b| b == 0) {
+        // The unused rest of a pre-filled segment (see `spare`): nothing was written there.
+        tracing::debug!("{}: pre-filled space from offset {off}", path.display());
+    } else {
+        if let Some(later) = first_valid_record_after(&data, seq, off) {
+            return Err(corrupt(
+                off as u64,
+                format!("invalid record followed by a valid one at offset {later}"),
+            ));
+        }
+        // A torn tail: the last write never completed, so it was never acknowledged.
+        tracing::warn!(
+            "truncating torn tail of {} at offset {off} ({} bytes)",
+            path.display(),
+            data.len() - off
+        );
     }
-    // A torn tail: the last write never completed, so it was never acknowledged.
-    tracing::warn!(
-        "truncating torn tail of {} at offset {off} ({} bytes)",
-        path.display(),
-        data.len() - off
-    );
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
