@@ -301,6 +301,7 @@ fn split_inline(line: &[u8]) -> Result<Spans, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{RngExt, SeedableRng};
 
     fn parse_all(input: &[u8], authed: bool) -> (Vec<Request>, Result<(), ProtocolError>) {
         let mut buf = BytesMut::from(input);
@@ -418,14 +419,9 @@ mod tests {
         ] {
             assert_eq!(parse_int(case), parse_int_oracle(case), "{case:?}");
         }
-        use rand::{RngExt, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let alphabet = b"-+0123456789 x";
         for _ in 0..50_000 {
-            let len = rng.random_range(0..22);
-            let s: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
+            let s = random_bytes(&mut rng, b"-+0123456789 x", 22);
             assert_eq!(parse_int(&s), parse_int_oracle(&s), "{s:?}");
         }
     }
@@ -480,16 +476,19 @@ mod tests {
         assert_eq!(&buf[..], b"*2\r\n$3\r\nGET");
     }
 
+    /// Up to `max_len - 1` bytes drawn from `alphabet`.
+    fn random_bytes(rng: &mut impl RngExt, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+        let len = rng.random_range(0..max_len);
+        (0..len)
+            .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+            .collect()
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic() {
-        use rand::{RngExt, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let alphabet = b"*$\r\n0123456789-+ '\"abc";
         for _ in 0..20_000 {
-            let len = rng.random_range(0..40);
-            let input: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
+            let input = random_bytes(&mut rng, b"*$\r\n0123456789-+ '\"abc", 40);
             let _ = parse_all(&input, rng.random_bool(0.5));
         }
     }
