@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub read_mode: String,
     /// `auto`, `uring` or `sync`.
     pub log_io: String,
+    /// Raft log appends with `O_DIRECT` where the file system allows (else buffered).
+    pub log_direct_io: bool,
     /// Raft tick, milliseconds.
     pub tick_ms: u64,
     /// Client sockets: `epoll` (default: measured faster here, see docs/server.md), `auto`
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             workers: 0,
             read_mode: "lease".into(),
             log_io: "auto".into(),
+            log_direct_io: true,
             tick_ms: 100,
             net_io: "epoll".into(),
         }

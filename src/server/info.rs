@@ -125,7 +125,7 @@ fn raft(node: &Node, o: &mut String) -> std::fmt::Result {
     let log = node.log.status();
     write!(
         o,
-        "# Raft\r\nnode_id:{}\r\nshards:{}\r\nlog_backend:{:?}\r\nlog_fallback_reason:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_sync_rounds:{}\r\nlog_batches:{}\r\n",
+        "# Raft\r\nnode_id:{}\r\nshards:{}\r\nlog_backend:{:?}\r\nlog_fallback_reason:{}\r\nlog_segments:{}\r\nlog_bytes:{}\r\nlog_sync_rounds:{}\r\nlog_batches:{}\r\nlog_direct_io:{}\r\n",
         node.id(),
         node.layout.len(),
         log.backend,
@@ -134,6 +134,7 @@ fn raft(node: &Node, o: &mut String) -> std::fmt::Result {
         log.bytes,
         log.sync_rounds,
         log.batches,
+        u8::from(log.direct_io),
     )?;
     let mut leading = 0;
     for shard in &node.layout {

@@ -94,6 +94,7 @@ impl Node {
             "sync" => IoMode::Sync,
             _ => IoMode::Auto,
         };
+        lo.direct_io = config.log_direct_io;
         let log: Arc<dyn LogEngine> = Arc::new(FileLogEngine::open(lo)?);
         let state: Arc<dyn StateEngine> = Arc::new(RocksStateEngine::open(StateOptions::new(
             dir.join("state"),

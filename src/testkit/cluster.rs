@@ -172,13 +172,17 @@ impl Cluster {
                     so.block_cache_bytes = 8 << 20;
                     so.write_buffer_bytes = 4 << 20;
                 }
-                // Benches compare log I/O paths with TESSERA_LOG_IO=sync, and appends
-                // without zeros written ahead with TESSERA_LOG_PREFILL=0.
+                // Benches compare log I/O paths with TESSERA_LOG_IO=sync, appends without
+                // zeros written ahead with TESSERA_LOG_PREFILL=0, and buffered appends with
+                // TESSERA_LOG_DIRECT=0.
                 if std::env::var("TESSERA_LOG_IO").as_deref() == Ok("sync") {
                     lo.io_mode = tessera_storage::IoMode::Sync;
                 }
                 if std::env::var("TESSERA_LOG_PREFILL").as_deref() == Ok("0") {
                     lo.prefill_segments = false;
+                }
+                if std::env::var("TESSERA_LOG_DIRECT").as_deref() == Ok("0") {
+                    lo.direct_io = false;
                 }
                 (
                     Arc::new(FileLogEngine::open(lo)?),

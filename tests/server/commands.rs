@@ -460,6 +460,7 @@ fn connection_and_server_commands() {
     };
     // Every write so far went through the log, several batches per fsync at most.
     assert!(field("log_sync_rounds") >= 1 && field("log_batches") >= field("log_sync_rounds"));
+    assert!(field("log_direct_io") <= 1, "a flag");
     let server_only: String = q(c, &["INFO", "server"]);
     assert!(server_only.contains("redis_version:") && !server_only.contains("# Clients"));
     let (secs, micros): (String, String) = q(c, &["TIME"]);

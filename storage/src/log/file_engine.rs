@@ -15,7 +15,7 @@ use super::index::GroupIndex;
 use super::io::{IoMode, SegmentIo};
 use super::record::{encode_batch, MAX_PAYLOAD};
 use super::recovery::recover;
-use super::segment::{open_segment_ro, open_segment_rw};
+use super::segment::open_segment_ro;
 use super::writer::{DurableTicket, WriteReq, Writer};
 use super::{GcStats, HardState, IoBackend, LogEngine, LogEntry, LogStatus};
 use crate::dirlock::DirLock;
@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -48,6 +48,9 @@ pub struct LogOptions {
     /// most rounds overwrite written blocks and their fdatasync need not commit a file-size
     /// change. Costs about one byte of zeros written per byte of log.
     pub prefill_segments: bool,
+    /// Append with `O_DIRECT` (whole aligned blocks, no page-cache copy) where the file
+    /// system supports it; `LogStatus::direct_io` says whether it does.
+    pub direct_io: bool,
 }
 
 impl LogOptions {
@@ -60,6 +63,7 @@ impl LogOptions {
             max_round_bytes: 8 << 20,
             gc_rewrite_ratio: 0.3,
             prefill_segments: true,
+            direct_io: true,
         }
     }
 }
@@ -78,6 +82,8 @@ pub(crate) struct Shared {
     pub bytes: AtomicU64,
     pub sync_rounds: AtomicU64,
     pub batches: AtomicU64,
+    /// The writer's active segment is open with `O_DIRECT`.
+    pub direct_io: AtomicBool,
 }
 
 /// Batches waiting for a round, and whether a thread is leading rounds right now.
@@ -140,8 +146,6 @@ impl FileLogEngine {
         let (io, fallback_reason) =
             SegmentIo::open(opts.io_mode).map_err(Error::IoUringUnavailable)?;
         let rec = recover(&dir)?;
-        let active_seq = *rec.segments.last().expect("recovery leaves a segment");
-        let active = open_segment_rw(&dir, active_seq)?;
         let shared = Arc::new(Shared {
             dir,
             backend: io.backend(),
@@ -153,9 +157,10 @@ impl FileLogEngine {
             bytes: AtomicU64::new(rec.bytes),
             sync_rounds: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            direct_io: AtomicBool::new(false),
             opts,
         });
-        let writer = Writer::new(shared.clone(), io, active, rec.segments, rec.active_len);
+        let writer = Writer::new(shared.clone(), io, rec.segments, rec.active_len)?;
         let commit = Arc::new(Commit {
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(writer),
@@ -341,6 +346,7 @@ impl LogEngine for FileLogEngine {
             groups: s.index.read().len(),
             sync_rounds: s.sync_rounds.load(Ordering::Relaxed),
             batches: s.batches.load(Ordering::Relaxed),
+            direct_io: s.direct_io.load(Ordering::Relaxed),
         }
     }
 }

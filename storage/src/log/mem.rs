@@ -207,6 +207,7 @@ impl LogEngine for MemLogEngine {
             groups: s.groups.len(),
             sync_rounds: s.batches,
             batches: s.batches,
+            direct_io: false,
         }
     }
 }

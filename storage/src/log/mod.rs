@@ -7,6 +7,7 @@
 //! pwrite+fdatasync fallback, an in-memory index, a tail cache, segment GC), and
 //! [`MemLogEngine`] is the in-memory twin for deterministic tests.
 
+mod aligned;
 mod batch;
 mod file_engine;
 mod gc;
@@ -74,6 +75,8 @@ pub struct LogStatus {
     pub sync_rounds: u64,
     /// Batches submitted since open; `batches / sync_rounds` is the group-commit factor.
     pub batches: u64,
+    /// Appends bypass the page cache (`O_DIRECT`).
+    pub direct_io: bool,
 }
 
 /// The contract between the Raft store and a log engine.

@@ -143,7 +143,62 @@ pub(crate) fn open_segment_rw(dir: &Path, seq: u64) -> Result<File> {
         .map_err(|e| Error::io(format!("open {}", path.display()), e))
 }
 
+/// Opens segment `seq` for the writer's appends: with `O_DIRECT` when `direct` is asked for
+/// and the file system supports it (tmpfs before Linux 6.6, some FUSE and network file
+/// systems do not: then buffered, and the second value says so).
+pub(crate) fn open_segment_append(dir: &Path, seq: u64, direct: bool) -> Result<(File, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = segment_path(dir, seq);
+    if !direct {
+        return Ok((open_segment_rw(dir, seq)?, false));
+    }
+    let attempt = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path);
+    direct_or_buffered(attempt, &path, || open_segment_rw(dir, seq))
+}
+
+/// The direct handle, or — when the file system refused `O_DIRECT` (`EINVAL`) — a buffered
+/// one; any other failure is an error.
+fn direct_or_buffered(
+    attempt: std::io::Result<File>,
+    path: &Path,
+    buffered: impl FnOnce() -> Result<File>,
+) -> Result<(File, bool)> {
+    match attempt {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!("{}: no O_DIRECT here, buffered appends", path.display());
+            Ok((buffered()?, false))
+        }
+        Err(e) => Err(Error::io(format!("open {}", path.display()), e)),
+    }
+}
+
 pub(crate) fn open_segment_ro(dir: &Path, seq: u64) -> Result<File> {
     let path = segment_path(dir, seq);
     File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_system_without_o_direct_gets_buffered_appends_other_errors_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = create_segment(dir.path(), 1).unwrap();
+        drop(f);
+        let path = segment_path(dir.path(), 1);
+        let refused = Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        let (_, direct) =
+            direct_or_buffered(refused, &path, || open_segment_rw(dir.path(), 1)).unwrap();
+        assert!(!direct);
+        let missing = Err(std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(direct_or_buffered(missing, &path, || unreachable!()).is_err());
+        let (_, direct) = open_segment_append(dir.path(), 1, false).unwrap();
+        assert!(!direct, "not asked for");
+    }
 }

@@ -2,9 +2,11 @@
 //! the engine's writer lock (see `file_engine`). It takes every batch queued since the last
 //! round, validates them against the index, frames them into one buffer, issues ONE write
 //! and ONE fdatasync (group commit), then publishes the new entries to the index and
-//! resolves each batch's [`DurableTicket`]. A failed write or fsync poisons the engine:
+//! resolves each batch's [`DurableTicket`]. The active segment is written with `O_DIRECT`
+//! where the file system allows, in whole aligned blocks (see [`Writer::write_records`]). A failed write or fsync poisons the engine:
 //! nothing more is accepted, because the file's state is unknown.
 
+use super::aligned::{AlignedBuf, DIRECT_ALIGN};
 use super::batch::{GroupOp, LogBatch};
 use super::file_engine::Shared;
 use super::index::{Bounds, EntryMeta};
@@ -12,11 +14,12 @@ use super::io::SegmentIo;
 use super::record::{
     frame_record, padded_len, EncodedBatch, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use super::segment::{create_segment, write_manifest};
+use super::segment::{create_segment, open_segment_append, open_segment_ro, write_manifest};
 use crate::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -79,33 +82,67 @@ pub(crate) struct Writer {
     pub active_seq: u64,
     pub active_len: u64,
     pub segments: Vec<u64>,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
     /// The active segment's file size: past `active_len` when rounds were written with zeros
     /// after them (see [`Writer::write_records`]).
     active_file_len: u64,
+    /// The active segment is open with `O_DIRECT`: rounds are written in whole aligned
+    /// blocks, starting with the block that holds `active_len`.
+    direct: bool,
+    /// The active segment's bytes from the aligned block start before `active_len` up to
+    /// it (empty when not direct): a direct round rewrites them in front of its records.
+    tail: Vec<u8>,
 }
 
 impl Writer {
+    /// A writer appending to segment `segments.last()`, whose records end at `active_len`.
     pub fn new(
         shared: Arc<Shared>,
         io: SegmentIo,
-        active: File,
         segments: Vec<u64>,
         active_len: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         let active_seq = *segments.last().expect("recovery leaves an active segment");
+        let (active, direct) = open_segment_append(&shared.dir, active_seq, shared.opts.direct_io)?;
         // Recovery cuts the active segment at its last record; trust the file, not that.
         let active_file_len = active.metadata().map_or(active_len, |m| m.len());
-        Writer {
+        let mut w = Writer {
             shared,
             io,
             active,
             active_seq,
             active_len,
             segments,
-            buf: Vec::new(),
+            buf: AlignedBuf::default(),
             active_file_len,
+            direct,
+            tail: Vec::new(),
+        };
+        w.shared.direct_io.store(direct, Ordering::Relaxed);
+        w.load_tail()?;
+        Ok(w)
+    }
+
+    /// Alignment of a round's file offset and length: a block when direct, else none.
+    fn align(&self) -> u64 {
+        if self.direct {
+            DIRECT_ALIGN as u64
+        } else {
+            1
         }
+    }
+
+    /// Reads the active segment's partial last block (through a buffered handle: direct
+    /// reads would need aligned buffers too).
+    fn load_tail(&mut self) -> Result<()> {
+        let start = self.active_len / self.align() * self.align();
+        self.tail = vec![0; (self.active_len - start) as usize];
+        if !self.tail.is_empty() {
+            open_segment_ro(&self.shared.dir, self.active_seq)?
+                .read_exact_at(&mut self.tail, start)
+                .map_err(|e| Error::io(format!("read log segment {}", self.active_seq), e))?;
+        }
+        Ok(())
     }
 
     /// Writes queued batches in arrival order: as few rounds as `max_round_bytes` allows,
@@ -209,44 +246,52 @@ impl Writer {
 
     /// Frames the round into one buffer, rotating first if it would overflow the segment;
     /// returns each record's file offset after the write and fdatasync succeeded.
+    ///
+    /// A direct round starts at the aligned block holding `active_len`, so it first rewrites
+    /// the bytes already there (`tail`; identical, so a torn block write still leaves every
+    /// earlier record intact), and ends on a block boundary, padded with zeros (recovery
+    /// cuts an all-zero tail).
     fn write_records(&mut self, reqs: &[WriteReq], total: u64) -> Result<Vec<u64>> {
         if self.active_len > SEGMENT_HEADER_LEN
             && self.active_len + total > self.shared.opts.segment_size
         {
             self.rotate()?;
         }
-        self.buf.clear();
-        let mut offsets = Vec::with_capacity(reqs.len());
-        let mut off = self.active_len;
-        for req in reqs {
-            offsets.push(off);
-            frame_record(
-                &mut self.buf,
-                &req.enc.payload,
-                req.enc.crc,
-                self.active_seq,
-                off,
-            );
-            off += padded_len(req.enc.payload.len()) as u64;
-        }
-        if self.shared.opts.prefill_segments && off > self.active_file_len {
+        let align = self.align();
+        let start = self.active_len / align * align;
+        let records_end = self.active_len + total;
+        let mut end = records_end;
+        if self.shared.opts.prefill_segments && records_end > self.active_file_len {
             // This round grows the file: let it write zeros ahead too, so the next rounds
             // overwrite written blocks and their fdatasync need not commit a new file size
             // (ext4 journals that; it measured 2x the latency per round, docs/benchmarks.md).
             let ahead = (self.shared.opts.segment_size / 16).clamp(4 << 10, 1 << 20);
-            let end = (off + ahead).min(self.shared.opts.segment_size.max(off));
-            self.buf.resize(self.buf.len() + (end - off) as usize, 0);
+            end = (records_end + ahead).min(self.shared.opts.segment_size.max(records_end));
         }
-        let start = self.active_len;
+        let end = end.div_ceil(align) * align;
+        let out = self.buf.start((end - start) as usize);
+        out.extend_from_slice(&self.tail);
+        let mut offsets = Vec::with_capacity(reqs.len());
+        let mut off = self.active_len;
+        for req in reqs {
+            offsets.push(off);
+            frame_record(out, &req.enc.payload, req.enc.crc, self.active_seq, off);
+            off += padded_len(req.enc.payload.len()) as u64;
+        }
+        debug_assert_eq!(off, records_end);
+        self.buf.zero_fill_to((end - start) as usize);
         self.io
-            .write_durable(&self.active, start, &self.buf)
+            .write_durable(&self.active, start, self.buf.bytes())
             .map_err(|e| Error::io(format!("append to log segment {}", self.active_seq), e))?;
         self.active_len = off;
-        self.active_file_len = self.active_file_len.max(start + self.buf.len() as u64);
+        self.active_file_len = self.active_file_len.max(end);
+        let tail_start = (off / align * align - start) as usize;
+        self.tail.clear();
+        self.tail
+            .extend_from_slice(&self.buf.bytes()[tail_start..(off - start) as usize]);
         self.shared.bytes.fetch_add(total, Ordering::Relaxed);
-        if self.buf.capacity() > 4 * self.shared.opts.max_round_bytes {
-            self.buf = Vec::new();
-        }
+        self.buf
+            .shrink_if_over(4 * self.shared.opts.max_round_bytes + (2 << 20));
         Ok(offsets)
     }
 
@@ -260,7 +305,9 @@ impl Writer {
                 .and_then(|_| self.active.sync_data())
                 .map_err(|e| Error::io(format!("seal log segment {}", self.active_seq), e))?;
         }
-        let file = create_segment(&self.shared.dir, seq)?;
+        drop(create_segment(&self.shared.dir, seq)?);
+        let (file, direct) =
+            open_segment_append(&self.shared.dir, seq, self.shared.opts.direct_io)?;
         let mut segs = self.segments.clone();
         segs.push(seq);
         write_manifest(&self.shared.dir, &segs)?;
@@ -272,10 +319,12 @@ impl Writer {
             .bytes
             .fetch_add(SEGMENT_HEADER_LEN, Ordering::Relaxed);
         self.active = file;
+        self.direct = direct;
+        self.shared.direct_io.store(direct, Ordering::Relaxed);
         self.active_seq = seq;
         self.active_len = SEGMENT_HEADER_LEN;
         self.active_file_len = SEGMENT_HEADER_LEN;
-        Ok(())
+        self.load_tail()
     }
 
     fn publish(&self, reqs: &[WriteReq], offsets: &[u64]) {
