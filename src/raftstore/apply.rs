@@ -44,6 +44,64 @@ pub(crate) enum ApplyTask {
     },
 }
 
+/// Where the store loop sends committed work: to the apply thread, or — with
+/// `StoreConfig::apply_inline` — into a queue the store loop applies itself at the end of
+/// its round (one thread hand-off fewer per write).
+pub(crate) enum Applier {
+    Thread(Sender<ApplyTask>),
+    Inline {
+        worker: Box<ApplyWorker>,
+        queue: Vec<ApplyTask>,
+    },
+}
+
+impl Applier {
+    pub fn send(&mut self, task: ApplyTask) {
+        match self {
+            Applier::Thread(tx) => {
+                let _ = tx.send(task);
+            }
+            Applier::Inline { queue, .. } => queue.push(task),
+        }
+    }
+
+    /// Applies what is queued (inline); the apply thread needs no prompting.
+    pub fn flush(&mut self) {
+        if let Applier::Inline { worker, queue } = self {
+            if !queue.is_empty() {
+                worker.run_tasks(std::mem::take(queue).into_iter());
+            }
+        }
+    }
+
+    /// Installs a snapshot after everything sent before it; `None` if the apply thread is
+    /// gone.
+    pub fn install(&mut self, group: u64, snapshot: Snapshot) -> Option<anyhow::Result<ShardDesc>> {
+        match self {
+            Applier::Thread(tx) => {
+                let (done, wait) = crossbeam_channel::bounded(1);
+                let _ = tx.send(ApplyTask::InstallSnapshot {
+                    group,
+                    snapshot,
+                    done,
+                });
+                wait.recv().ok()
+            }
+            Applier::Inline { worker, queue } => {
+                worker.run_tasks(std::mem::take(queue).into_iter());
+                Some(worker.install(group, snapshot))
+            }
+        }
+    }
+
+    /// The store is stopping: inline, fail the reads still waiting.
+    pub fn stop(&mut self) {
+        if let Applier::Inline { worker, .. } = self {
+            worker.stop();
+        }
+    }
+}
+
 struct ApplyGroup {
     desc: ShardDesc,
     state: ApplyState,
@@ -73,25 +131,36 @@ impl ApplyWorker {
         }
     }
 
+    /// The apply thread's loop: everything queued since the last round is one round.
     pub fn run(mut self, rx: Receiver<ApplyTask>) {
         while let Ok(first) = rx.recv() {
-            let mut tasks = Vec::new();
-            for task in std::iter::once(first).chain(rx.try_iter().take(4096)) {
-                if let ApplyTask::InstallSnapshot {
-                    group,
-                    snapshot,
-                    done,
-                } = task
-                {
-                    // Everything before the snapshot is written first, in its own round.
-                    self.round(std::mem::take(&mut tasks));
-                    let _ = done.send(self.install(group, snapshot));
-                } else {
-                    tasks.push(task);
-                }
-            }
-            self.round(tasks);
+            self.run_tasks(std::iter::once(first).chain(rx.try_iter().take(4096)));
         }
+        self.stop();
+    }
+
+    /// Applies `tasks` as one round, except that a snapshot install splits it: everything
+    /// before the snapshot is written first, in its own round.
+    pub fn run_tasks(&mut self, tasks: impl Iterator<Item = ApplyTask>) {
+        let mut round = Vec::new();
+        for task in tasks {
+            if let ApplyTask::InstallSnapshot {
+                group,
+                snapshot,
+                done,
+            } = task
+            {
+                self.round(std::mem::take(&mut round));
+                let _ = done.send(self.install(group, snapshot));
+            } else {
+                round.push(task);
+            }
+        }
+        self.round(round);
+    }
+
+    /// Fails the reads still waiting for their index to be applied.
+    pub fn stop(&mut self) {
         for g in self.groups.values_mut() {
             for (_, cb) in g.reads.drain(..) {
                 cb(Err(StoreError::Stopped));

@@ -3,9 +3,10 @@
 //! proposal, collects every group's `Ready`, sends the leader's messages at once (before its
 //! own fsync: Raft thesis §10.2.1), writes all groups' entries and hard states to the log
 //! engine as ONE batch with ONE fdatasync, then sends the messages that had to wait for
-//! persistence. Committed entries go to the apply thread (`apply`), which writes many
+//! persistence. Committed entries are applied (`apply`) at the end of the round — on the
+//! store thread by default, or on an apply thread (`StoreConfig::apply_inline`) — many
 //! groups' results to the state engine in one batch per round, with each group's applied
-//! index in the same batch, and only then answers the clients.
+//! index in the same batch, and only then are the clients answered.
 //!
 //! This module owns Raft; it never touches sockets (see `transport`) or RocksDB types.
 
@@ -94,6 +95,12 @@ pub struct StoreConfig {
     /// flush the state engine (so logs may compact further) and GC the log.
     pub maintenance_ticks: u64,
     pub log_flush_bytes: u64,
+    /// Apply committed entries on the store loop's thread at the end of each round (default)
+    /// instead of handing them to an apply thread. Inline saves a thread hand-off per round
+    /// — on a busy 2-vCPU host, the woken apply thread waited longer for a CPU than it ran —
+    /// but serializes apply with the next log write: a lone replica with idle cores and
+    /// hundreds of concurrent writers does better with the thread (docs/benchmarks.md).
+    pub apply_inline: bool,
 }
 
 impl StoreConfig {
@@ -110,6 +117,7 @@ impl StoreConfig {
             compact_log_threshold: 10_000,
             maintenance_ticks: 50,
             log_flush_bytes: 128 << 20,
+            apply_inline: true,
         }
     }
 }

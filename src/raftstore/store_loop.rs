@@ -5,11 +5,12 @@
 //!    persistence (the leader's appends: followers write while the leader does),
 //! 4. writes all groups' new entries and hard states to the log as ONE batch (one fdatasync),
 //! 5. sends the messages that had to wait for it, advances each group, and hands committed
-//!    entries (with their proposals) and confirmed reads to the apply thread.
+//!    entries (with their proposals) and confirmed reads to the applier, which applies them
+//!    at the end of the round on this thread (or on the apply thread, if so configured).
 //!
 //! Groups nobody touched cost nothing but their tick.
 
-use super::apply::{ApplyTask, ApplyWorker};
+use super::apply::{Applier, ApplyTask, ApplyWorker};
 use super::hard_states::HardStates;
 use super::keys::{self, ApplyState};
 use super::peer::Peer;
@@ -46,8 +47,23 @@ pub(super) fn spawn(
         state_machine,
     } = parts;
     let shards = load_or_bootstrap(&config, state.as_ref(), bootstrap)?;
+    let mut threads = Vec::new();
     let logger = super::raft_log_bridge::logger();
-    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let mut applier = if config.apply_inline {
+        Applier::Inline {
+            worker: Box::new(ApplyWorker::new(state.clone(), state_machine, tx.clone())),
+            queue: Vec::new(),
+        }
+    } else {
+        let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+        let worker = ApplyWorker::new(state.clone(), state_machine, tx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("tessera-apply-{}", config.node_id))
+                .spawn(move || worker.run(apply_rx))?,
+        );
+        Applier::Thread(apply_tx)
+    };
     let (worker_tx, worker_rx) = crossbeam_channel::unbounded();
     let (wstate, wlog) = (state.clone(), log.clone());
     let worker = std::thread::Builder::new()
@@ -66,7 +82,7 @@ pub(super) fn spawn(
             Some(cs) => cs,
             None => voters(&desc.peers),
         };
-        let _ = apply_tx.send(ApplyTask::Register {
+        applier.send(ApplyTask::Register {
             desc: desc.clone(),
             state: apply,
         });
@@ -83,17 +99,13 @@ pub(super) fn spawn(
             )?,
         );
     }
-    let applier = ApplyWorker::new(state.clone(), state_machine, tx);
-    let apply = std::thread::Builder::new()
-        .name(format!("tessera-apply-{}", config.node_id))
-        .spawn(move || applier.run(apply_rx))?;
     let store = StoreLoop {
         dirty: peers.keys().copied().collect(),
         config,
         log,
         transport,
         peers,
-        apply_tx,
+        applier,
         worker_tx,
         state,
         shared,
@@ -107,7 +119,8 @@ pub(super) fn spawn(
     let main = std::thread::Builder::new()
         .name(format!("tessera-store-{}", store.config.node_id))
         .spawn(move || store.run(rx))?;
-    Ok(vec![main, apply, worker])
+    threads.extend([main, worker]);
+    Ok(threads)
 }
 
 fn voters(peers: &[u64]) -> ConfState {
@@ -150,7 +163,7 @@ struct StoreLoop {
     log: Arc<dyn LogEngine>,
     transport: Arc<dyn Transport>,
     peers: HashMap<u64, Peer>,
-    apply_tx: Sender<ApplyTask>,
+    applier: Applier,
     worker_tx: Sender<WorkerTask>,
     state: Arc<dyn StateEngine>,
     shared: Arc<Shared>,
@@ -199,6 +212,8 @@ impl StoreLoop {
         for p in self.peers.values_mut() {
             p.fail_all(StoreError::Stopped);
         }
+        self.applier.flush();
+        self.applier.stop();
         // A clean stop leaves the latest commit indexes in the log.
         let mut batch = LogBatch::new();
         self.hard_states.ride_along(&mut batch);
@@ -295,8 +310,7 @@ impl StoreLoop {
             &self.logger,
         ) {
             Ok(p) => {
-                let _ = self
-                    .apply_tx
+                self.applier
                     .send(ApplyTask::Register { desc, state: apply });
                 self.peers.insert(group, p);
                 true
@@ -386,14 +400,8 @@ impl StoreLoop {
             }
             if !rd.snapshot().is_empty() {
                 let snap = rd.snapshot().clone();
-                let (done, wait) = crossbeam_channel::bounded(1);
-                let _ = self.apply_tx.send(ApplyTask::InstallSnapshot {
-                    group,
-                    snapshot: snap.clone(),
-                    done,
-                });
-                match wait.recv() {
-                    Ok(Ok(desc)) => {
+                match self.applier.install(group, snap.clone()) {
+                    Some(Ok(desc)) => {
                         let md = snap.get_metadata();
                         p.desc = desc;
                         let store = p.raw.mut_store();
@@ -401,16 +409,16 @@ impl StoreLoop {
                         store.conf_state = md.get_conf_state().clone();
                         batch.reset(group, md.index + 1);
                     }
-                    Ok(Err(e)) => {
+                    Some(Err(e)) => {
                         return Err(tessera_storage::Error::Rocks(format!(
                             "shard {group}: snapshot install failed: {e:#}"
                         )))
                     }
-                    Err(_) => return Err(tessera_storage::Error::Closed),
+                    None => return Err(tessera_storage::Error::Closed),
                 }
             }
             let committed = rd.take_committed_entries();
-            send_committed(&self.apply_tx, self.config.node_id, p, committed);
+            send_committed(&mut self.applier, self.config.node_id, p, committed);
             let entries = rd.take_entries();
             if !entries.is_empty() {
                 batch.append(group, entries.iter().map(to_log_entry).collect());
@@ -426,7 +434,7 @@ impl StoreLoop {
             }
             for rs in rd.take_read_states() {
                 if let Some(cb) = p.take_read(&rs.request_ctx) {
-                    let _ = self.apply_tx.send(ApplyTask::Read {
+                    self.applier.send(ApplyTask::Read {
                         group,
                         index: rs.index,
                         cb,
@@ -452,13 +460,15 @@ impl StoreLoop {
                 self.outbox.entry(m.to).or_default().push((group, m));
             }
             let committed = light.take_committed_entries();
-            send_committed(&self.apply_tx, self.config.node_id, p, committed);
+            send_committed(&mut self.applier, self.config.node_id, p, committed);
             if p.raw.has_ready() {
                 self.dirty.insert(group);
             }
             status.push(peer_status(p));
         }
         self.flush_outbox();
+        // Inline apply runs after this round's messages left (followers need not wait for it).
+        self.applier.flush();
         if !status.is_empty() {
             let mut s = self.shared.status.write();
             for st in status {
@@ -499,7 +509,7 @@ impl StoreLoop {
 /// Hands committed entries (and the proposals they answer) to the apply thread. Membership
 /// changes take effect in raft here, in log order, and the resulting conf state and shard
 /// descriptor travel with the entries so the apply thread persists them atomically.
-fn send_committed(apply_tx: &Sender<ApplyTask>, node: u64, p: &mut Peer, entries: Vec<Entry>) {
+fn send_committed(applier: &mut Applier, node: u64, p: &mut Peer, entries: Vec<Entry>) {
     let Some(last) = entries.last().map(|e| e.index) else {
         return;
     };
@@ -534,7 +544,7 @@ fn send_committed(apply_tx: &Sender<ApplyTask>, node: u64, p: &mut Peer, entries
         conf.push((e.index, result));
     }
     let proposals = p.take_proposals_upto(last);
-    let _ = apply_tx.send(ApplyTask::Entries {
+    applier.send(ApplyTask::Entries {
         group: p.group(),
         entries,
         proposals,

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub log_io: String,
     /// Raft log appends with `O_DIRECT` where the file system allows (else buffered).
     pub log_direct_io: bool,
+    /// Apply committed entries on a thread of their own instead of the Raft store loop's.
+    pub apply_thread: bool,
     /// Raft tick, milliseconds.
     pub tick_ms: u64,
     /// Client sockets: `epoll` (default: measured faster here, see docs/server.md), `auto`
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             read_mode: "lease".into(),
             log_io: "auto".into(),
             log_direct_io: true,
+            apply_thread: false,
             tick_ms: 100,
             net_io: "epoll".into(),
         }

@@ -111,6 +111,7 @@ impl Node {
         }
         let mut sc = StoreConfig::new(config.node_id);
         sc.tick_interval = Duration::from_millis(config.tick_ms);
+        sc.apply_inline = !config.apply_thread;
         sc.read_mode = if config.read_mode == "readindex" {
             ReadMode::ReadIndex
         } else {

@@ -192,6 +192,10 @@ impl Cluster {
         };
         let mut config = StoreConfig::new(id);
         config.tick_interval = Duration::from_millis(20);
+        // Benches compare inline apply with the apply thread with TESSERA_APPLY_INLINE=0.
+        if std::env::var("TESSERA_APPLY_INLINE").as_deref() == Ok("0") {
+            config.apply_inline = false;
+        }
         (self.configure)(&mut config);
         let (inbox, rx) = RaftStore::channel();
         let (transport, tcp): (Arc<dyn Transport>, _) = match self.kind {

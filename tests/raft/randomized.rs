@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use tessera::raftstore::kv_put;
+use tessera::raftstore::{kv_put, StoreConfig};
 use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines};
 use tessera::transport::sim::Faults;
 use tessera_storage::{Cf, KeyRange};
@@ -43,19 +43,35 @@ fn dump(c: &Cluster, id: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-fn run(seed: u64, engines: Engines, steps: usize) {
+/// Where committed entries are applied: on the store loop's thread (the default) or on the
+/// apply thread.
+#[derive(Clone, Copy, Debug)]
+enum Apply {
+    Inline,
+    Thread,
+}
+
+/// Compact aggressively so restarted or partitioned nodes often need a snapshot.
+fn compact_aggressively(c: &mut StoreConfig) {
+    c.compact_log_threshold = 10;
+    c.maintenance_ticks = 5;
+    c.log_flush_bytes = 0;
+}
+
+fn run(seed: u64, engines: Engines, steps: usize, apply: Apply) {
     let seed = std::env::var("TESSERA_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(seed);
-    eprintln!("randomized raft run: seed {seed}, {engines:?}");
+    eprintln!("randomized raft run: seed {seed}, {engines:?}, apply {apply:?}");
     let mut o = ClusterOptions::new(3, GROUPS, engines);
     o.seed = seed;
-    // Compact aggressively so restarted or partitioned nodes often need a snapshot.
-    o.configure = |c| {
-        c.compact_log_threshold = 10;
-        c.maintenance_ticks = 5;
-        c.log_flush_bytes = 0;
+    o.configure = match apply {
+        Apply::Inline => compact_aggressively,
+        Apply::Thread => |c| {
+            compact_aggressively(c);
+            c.apply_inline = false;
+        },
     };
     let mut c = Cluster::start(o).unwrap();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
@@ -169,20 +185,25 @@ fn run(seed: u64, engines: Engines, steps: usize) {
 
 #[test]
 fn randomized_faults_memory_seed_1() {
-    run(1, Engines::Memory, 60);
+    run(1, Engines::Memory, 60, Apply::Inline);
 }
 
 #[test]
 fn randomized_faults_memory_seed_2() {
-    run(2, Engines::Memory, 60);
+    run(2, Engines::Memory, 60, Apply::Thread);
 }
 
 #[test]
 fn randomized_faults_memory_seed_3() {
-    run(3, Engines::Memory, 60);
+    run(3, Engines::Memory, 60, Apply::Inline);
 }
 
 #[test]
 fn randomized_faults_real_storage() {
-    run(11, Engines::Real, 40);
+    run(11, Engines::Real, 40, Apply::Inline);
+}
+
+#[test]
+fn randomized_faults_real_storage_apply_thread() {
+    run(12, Engines::Real, 40, Apply::Thread);
 }
