@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tessera_storage::LogEngine;
 
+/// Committed entry bytes of one group handed to apply per round.
+const MAX_COMMITTED_BYTES_PER_ROUND: u64 = 4 << 20;
+
 pub(crate) struct Proposal {
     pub index: u64,
     pub term: u64,
@@ -74,6 +77,10 @@ impl Peer {
             applied: apply.applied_index,
             max_size_per_msg: cfg.max_size_per_msg,
             max_inflight_msgs: cfg.max_inflight_msgs,
+            // A round applies at most this much of a group's committed entries (the rest in
+            // the next rounds), so a replica catching up does not stall its store loop —
+            // which applies inline by default — for long.
+            max_committed_size_per_ready: MAX_COMMITTED_BYTES_PER_ROUND,
             check_quorum: true,
             pre_vote: true,
             read_only_option: match cfg.read_mode {

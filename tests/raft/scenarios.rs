@@ -254,6 +254,36 @@ fn lagging_follower_case(engines: Engines, net: Net) {
     assert!(replicated_everywhere(&c, "late", "2"));
 }
 
+/// A follower that missed more committed entries than one round applies (4 MiB per group)
+/// catches up from the log over several rounds, and meanwhile keeps up with new writes.
+pub fn a_follower_behind_by_many_rounds_of_entries_catches_up(engines: Engines) {
+    let mut c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let leader = c.wait_leader(1, T).unwrap();
+    let lagger = c.running().into_iter().find(|id| *id != leader).unwrap();
+    put(&c, "before", "1");
+    assert!(replicated_everywhere(&c, "before", "1"));
+    c.crash(lagger);
+    let big = "x".repeat(256 << 10);
+    for i in 0..40 {
+        put(&c, &format!("big{i:02}"), &big); // 10 MiB in all
+    }
+    c.restart(lagger).unwrap();
+    put(&c, "after", "2");
+    assert!(
+        replicated_everywhere(&c, "after", "2"),
+        "the lagger caught up"
+    );
+    for i in [0, 17, 39] {
+        assert!(replicated_everywhere(&c, &format!("big{i:02}"), &big));
+    }
+    let applied = wait_for(T, || {
+        c.status(lagger, 1)
+            .filter(|s| s.applied == s.commit)
+            .map(|_| ())
+    });
+    assert!(applied.is_some(), "{:?}", c.status(lagger, 1));
+}
+
 fn store_of(c: &Cluster, id: u64) -> &tessera::raftstore::RaftStore {
     &c.node(id).unwrap().store
 }
@@ -377,6 +407,7 @@ on_engines!(
     shards_are_independent_groups,
     lease_reads_are_served_by_the_leader,
     lagging_follower_is_caught_up_by_snapshot,
+    a_follower_behind_by_many_rounds_of_entries_catches_up,
     membership_changes_with_learners_and_joint_consensus,
     only_a_sole_voter_reads_locally,
 );
