@@ -355,6 +355,37 @@ impl LogEngine for FileLogEngine {
 mod tests {
     use super::*;
 
+    /// A device that refuses our direct writes (a larger block size than we align to) costs
+    /// nothing: the refused round is written buffered, and so is everything after it.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_buffered_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = LogOptions::new(dir.path());
+        opts.segment_size = 64 << 10;
+        let write = |e: &FileLogEngine, i: u64| {
+            let mut b = LogBatch::new();
+            b.append(1, vec![LogEntry::new(i, 1, vec![i as u8; 300])]);
+            e.write(b).unwrap();
+        };
+        let e = FileLogEngine::open(opts.clone()).unwrap();
+        (1..=3).for_each(|i| write(&e, i));
+        let was_direct = e.status().direct_io;
+        e.commit.writer.lock().refuse_next_direct_write = true;
+        (4..=400).for_each(|i| write(&e, i)); // several rotations, all buffered now
+        if was_direct {
+            assert!(!e.status().direct_io, "fell back");
+        }
+        drop(e);
+        let e = FileLogEngine::open(opts).unwrap();
+        let mut got = Vec::new();
+        e.entries(1, 1, 401, None, &mut got).unwrap();
+        assert_eq!(got.len(), 400);
+        assert!(got
+            .iter()
+            .zip(1u64..)
+            .all(|(en, i)| en.index == i && en.data[..] == vec![i as u8; 300][..]));
+    }
+
     /// Callers that queue while a round is being written are all written by the next round:
     /// one leader, the rest followers (here the writer is held so all eight queue first).
     #[test]

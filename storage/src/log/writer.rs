@@ -92,6 +92,17 @@ pub(crate) struct Writer {
     /// The active segment's bytes from the aligned block start before `active_len` up to
     /// it (empty when not direct): a direct round rewrites them in front of its records.
     tail: Vec<u8>,
+    /// New segments are opened for direct appends (asked for, and never refused yet).
+    direct_allowed: bool,
+    /// Tests: the next direct write fails as a device with a larger block size would.
+    #[cfg(test)]
+    pub(crate) refuse_next_direct_write: bool,
+}
+
+/// A direct write's `EINVAL`: the buffer, offset or length is not aligned enough for the
+/// device (nothing was written).
+fn refused_direct(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 impl Writer {
@@ -117,6 +128,9 @@ impl Writer {
             active_file_len,
             direct,
             tail: Vec::new(),
+            direct_allowed: direct,
+            #[cfg(test)]
+            refuse_next_direct_write: false,
         };
         w.shared.direct_io.store(direct, Ordering::Relaxed);
         w.load_tail()?;
@@ -280,11 +294,30 @@ impl Writer {
         }
         debug_assert_eq!(off, records_end);
         self.buf.zero_fill_to((end - start) as usize);
-        self.io
-            .write_durable(&self.active, start, self.buf.bytes())
-            .map_err(|e| Error::io(format!("append to log segment {}", self.active_seq), e))?;
+        let mut written = self.write_buf(start);
+        if self.direct && written.as_ref().is_err_and(refused_direct) {
+            // The device wants a larger alignment than ours (or the file system changed its
+            // mind): nothing was written, so go on buffered with the same bytes.
+            tracing::warn!(
+                "log segment {}: direct write refused ({}); appending buffered",
+                self.active_seq,
+                written
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            );
+            let (file, _) = open_segment_append(&self.shared.dir, self.active_seq, false)?;
+            self.active = file;
+            self.direct = false;
+            self.direct_allowed = false;
+            self.shared.direct_io.store(false, Ordering::Relaxed);
+            written = self.write_buf(start);
+        }
+        written.map_err(|e| Error::io(format!("append to log segment {}", self.active_seq), e))?;
         self.active_len = off;
         self.active_file_len = self.active_file_len.max(end);
+        let align = self.align();
         let tail_start = (off / align * align - start) as usize;
         self.tail.clear();
         self.tail
@@ -293,6 +326,15 @@ impl Writer {
         self.buf
             .shrink_if_over(4 * self.shared.opts.max_round_bytes + (2 << 20));
         Ok(offsets)
+    }
+
+    /// Writes the round buffer at `start`, durably.
+    fn write_buf(&mut self, start: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.direct && std::mem::take(&mut self.refuse_next_direct_write) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.io.write_durable(&self.active, start, self.buf.bytes())
     }
 
     pub(crate) fn rotate(&mut self) -> Result<()> {
@@ -306,8 +348,7 @@ impl Writer {
                 .map_err(|e| Error::io(format!("seal log segment {}", self.active_seq), e))?;
         }
         drop(create_segment(&self.shared.dir, seq)?);
-        let (file, direct) =
-            open_segment_append(&self.shared.dir, seq, self.shared.opts.direct_io)?;
+        let (file, direct) = open_segment_append(&self.shared.dir, seq, self.direct_allowed)?;
         let mut segs = self.segments.clone();
         segs.push(seq);
         write_manifest(&self.shared.dir, &segs)?;
