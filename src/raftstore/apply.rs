@@ -1,7 +1,9 @@
-//! The apply thread: committed entries of many groups become ONE state-engine write batch
-//! per round, each group's applied index (and apply state) in the same batch; only after the
-//! write do proposers get their replies and waiting reads their go-ahead. It then tells the
-//! store loop how far each group has applied.
+//! Apply: committed entries of many groups become ONE state-engine write batch per round,
+//! each group's applied index (and apply state) in the same batch; only after the write do
+//! proposers get their replies and waiting reads their go-ahead. It then tells the store
+//! loop how far each group has applied. [`ApplyWorker`] does the work — on the store loop's
+//! thread at the end of its round ([`Applier::Inline`], the default) or on a thread of its
+//! own ([`Applier::Thread`]).
 
 use super::keys::{put_apply_state, put_conf_state, put_shard, ApplyState};
 use super::peer::Proposal;

@@ -1,5 +1,5 @@
 //! Where the Raft store keeps per-group metadata in the state engine's `raft` column
-//! family, and how it is encoded. Written by the apply thread in the same batch as the data
+//! family, and how it is encoded. Written by the applier in the same batch as the data
 //! it describes, so it is always consistent with the applied state.
 
 use crate::shard::ShardDesc;

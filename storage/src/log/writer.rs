@@ -3,8 +3,9 @@
 //! round, validates them against the index, frames them into one buffer, issues ONE write
 //! and ONE fdatasync (group commit), then publishes the new entries to the index and
 //! resolves each batch's [`DurableTicket`]. The active segment is written with `O_DIRECT`
-//! where the file system allows, in whole aligned blocks (see [`Writer::write_records`]). A failed write or fsync poisons the engine:
-//! nothing more is accepted, because the file's state is unknown.
+//! where the file system allows, in whole aligned blocks (see [`Writer::write_records`]).
+//! A failed write or fsync poisons the engine: nothing more is accepted, because the file's
+//! state is unknown.
 
 use super::aligned::{AlignedBuf, DIRECT_ALIGN};
 use super::batch::{GroupOp, LogBatch};
