@@ -1,6 +1,6 @@
 //! The two ways a worker talks to client sockets: tokio-uring (reads and writes submitted
 //! through io_uring, buffers moved into the kernel operation and back) or tokio's epoll
-//! reactor. Sessions are written once against [`ClientIo`]; the worker picks the backend
+//! reactor. Sessions are written once against `ClientIo`; the worker picks the backend
 //! at start (logged and shown in INFO). Epoll is the default: with tokio-uring 0.5 every
 //! socket read and write is a separate io_uring operation completed through task work, and
 //! on the 2-vCPU machine of docs/benchmarks.md that measured 12-25% slower than epoll for
