@@ -79,6 +79,7 @@ impl Applier {
     /// Installs a snapshot after everything sent before it; `None` if the apply thread is
     /// gone.
     pub fn install(&mut self, group: u64, snapshot: Snapshot) -> Option<anyhow::Result<ShardDesc>> {
+        self.flush();
         match self {
             Applier::Thread(tx) => {
                 let (done, wait) = crossbeam_channel::bounded(1);
@@ -89,10 +90,7 @@ impl Applier {
                 });
                 wait.recv().ok()
             }
-            Applier::Inline { worker, queue } => {
-                worker.run_tasks(std::mem::take(queue).into_iter());
-                Some(worker.install(group, snapshot))
-            }
+            Applier::Inline { worker, .. } => Some(worker.install(group, snapshot)),
         }
     }
 
