@@ -163,6 +163,67 @@ fn decode_applied(bytes: &[u8], n: usize) -> Vec<Reply> {
     crate::cmd::machine::decode_replies(bytes, n)
 }
 
+/// The shard every key of `cmds` lives on, with those keys; `None` when they span shards.
+fn sole_shard<'a>(
+    node: &Node,
+    cmds: &'a [(&'static Spec, Vec<Bytes>)],
+) -> Option<(u64, Vec<&'a [u8]>)> {
+    let mut shard = None;
+    let mut keys = Vec::with_capacity(cmds.len());
+    for (spec, args) in cmds {
+        for p in spec.key_positions(args.len()) {
+            let s = node.shard_of(&args[p]).id;
+            if *shard.get_or_insert(s) != s {
+                return None;
+            }
+            keys.push(&args[p][..]);
+        }
+    }
+    Some((shard?, keys))
+}
+
+/// The common run of reads: every key on one shard this node leads under a valid lease.
+/// Served at once, without the bookkeeping the general path keeps for split commands,
+/// read-index waits and forwarding; `None` leaves the run to the general path.
+fn lease_reads_on_one_shard(
+    node: &Node,
+    cmds: &[(&'static Spec, Vec<Bytes>)],
+) -> Option<Vec<Reply>> {
+    let (shard, keys) = sole_shard(node, cmds)?;
+    if !matches!(node.target(shard), Target::Local) || !node.store.local_reads(shard) {
+        return None;
+    }
+    let now = now_ms();
+    // One key alone gains nothing from a batched read.
+    let ahead = (keys.len() > 1).then(|| node.prefetch(keys));
+    Some(
+        cmds.iter()
+            .map(|(spec, args)| node.exec_read(shard, spec.cmd, args, now, ahead.as_ref()))
+            .collect(),
+    )
+}
+
+/// The common run of writes: every key on one shard this node leads, proposed as one
+/// entry. `None` leaves the run to the general path — also when the proposal failed
+/// without being applied (a leader change), which retries it there.
+async fn writes_on_one_shard(
+    node: &Node,
+    cmds: &[(&'static Spec, Vec<Bytes>)],
+) -> Option<Vec<Reply>> {
+    let (shard, _) = sole_shard(node, cmds)?;
+    if !matches!(node.target(shard), Target::Local) {
+        return None;
+    }
+    let args: Vec<&[Bytes]> = cmds.iter().map(|(_, a)| &a[..]).collect();
+    let error = match node.propose(shard, &args).await {
+        Ok(Ok(bytes)) => return Some(decode_applied(&bytes, cmds.len())),
+        Ok(Err(e)) if retryable(&e) => return None,
+        Ok(Err(e)) => store_error_reply(&e),
+        Err(_) => store_error_reply(&StoreError::Stopped),
+    };
+    Some(vec![error; cmds.len()])
+}
+
 /// Runs `cmds` (all reads or all writes); `internal` sessions never forward.
 pub async fn run_group(
     node: &Arc<Node>,
@@ -170,6 +231,14 @@ pub async fn run_group(
     internal: bool,
 ) -> Vec<Reply> {
     let write = cmds.first().is_some_and(|(s, _)| s.route == Route::Write);
+    let fast = if write {
+        writes_on_one_shard(node, &cmds).await
+    } else {
+        lease_reads_on_one_shard(node, &cmds)
+    };
+    if let Some(replies) = fast {
+        return replies;
+    }
     let mut early: Vec<Option<Reply>> = vec![None; cmds.len()];
     // What `combine` needs of each command once its arguments moved into parts.
     let shapes: Vec<(&'static Spec, usize)> = cmds.iter().map(|(s, a)| (*s, a.len())).collect();
