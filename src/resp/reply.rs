@@ -3,6 +3,7 @@
 //! booleans integers in RESP2), the way Redis downgrades RESP3 types for RESP2 clients.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
 
 /// The protocol a connection speaks (`HELLO 2` / `HELLO 3`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -14,8 +15,8 @@ pub enum Protocol {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
-    /// `+OK`-style status.
-    Simple(String),
+    /// `+OK`-style status (borrowed when it is a fixed word: most replies are `+OK`).
+    Simple(Cow<'static, str>),
     /// `-ERR ...`: the full text including its prefix word (`ERR`, `WRONGTYPE`, ...).
     Error(String),
     Int(i64),
@@ -35,7 +36,7 @@ pub enum Reply {
 
 impl Reply {
     pub fn ok() -> Reply {
-        Reply::Simple("OK".into())
+        Reply::Simple(Cow::Borrowed("OK"))
     }
 
     pub fn err(text: impl Into<String>) -> Reply {

@@ -65,7 +65,9 @@ fn parse_at(buf: &[u8], pos: &mut usize, depth: usize) -> Result<Option<Reply>, 
         return Ok(None);
     };
     let reply = match tag {
-        b'+' => Reply::Simple(text(l)),
+        // The state machine's answer to most writes: no allocation for it.
+        b'+' if l == b"OK" => Reply::ok(),
+        b'+' => Reply::Simple(text(l).into()),
         b'-' => Reply::Error(text(l)),
         b':' => Reply::Int(as_int(l)?),
         b'_' => Reply::Nil,
