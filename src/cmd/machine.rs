@@ -33,37 +33,62 @@ impl Proposal {
 
     /// Decodes an entry; the arguments share one copy of the entry's bytes.
     pub fn decode(raw: &[u8]) -> Option<Self> {
-        let whole = Bytes::copy_from_slice(raw);
-        let mut b: &[u8] = &whole;
-        if b.remaining() < 13 || b.get_u8() != VERSION {
+        let mut cmds = Vec::new();
+        let now_ms = walk_commands(raw, |_, args| cmds.push(args.to_vec()))?;
+        Some(Proposal { now_ms, cmds })
+    }
+}
+
+/// Reads an encoded proposal's header and checks that its commands fill it exactly;
+/// returns the timestamp, the command count and where the commands start. Lengths are
+/// checked against the bytes present: nothing is allocated from them.
+fn check_commands(raw: &[u8]) -> Option<(u64, usize, usize)> {
+    let mut b = raw;
+    if b.remaining() < 13 || b.get_u8() != VERSION {
+        return None;
+    }
+    let now_ms = b.get_u64_le();
+    let n = b.get_u32_le() as usize;
+    let start = raw.len() - b.remaining();
+    for _ in 0..n {
+        if b.remaining() < 4 {
             return None;
         }
-        let now_ms = b.get_u64_le();
-        let n = b.get_u32_le() as usize;
-        // Lengths are checked against the bytes present before anything is allocated.
-        let mut cmds = Vec::with_capacity(n.min(b.remaining() / 4));
-        for _ in 0..n {
+        for _ in 0..b.get_u32_le() {
             if b.remaining() < 4 {
                 return None;
             }
-            let argc = b.get_u32_le() as usize;
-            let mut args = Vec::with_capacity(argc.min(b.remaining() / 4));
-            for _ in 0..argc {
-                if b.remaining() < 4 {
-                    return None;
-                }
-                let len = b.get_u32_le() as usize;
-                if b.remaining() < len {
-                    return None;
-                }
-                let at = whole.len() - b.remaining();
-                args.push(whole.slice(at..at + len));
-                b.advance(len);
+            let len = b.get_u32_le() as usize;
+            if b.remaining() < len {
+                return None;
             }
-            cmds.push(args);
+            b.advance(len);
         }
-        b.is_empty().then_some(Proposal { now_ms, cmds })
     }
+    b.is_empty().then_some((now_ms, n, start))
+}
+
+/// Calls `f` with the timestamp and each command of an encoded proposal, in order, and
+/// returns the timestamp; `None` (and no call at all) when the encoding is malformed. The
+/// arguments share one copy of the bytes and come in one reused buffer, so applying a run
+/// of commands allocates once per entry, not once per command.
+fn walk_commands(raw: &[u8], mut f: impl FnMut(u64, &[Bytes])) -> Option<u64> {
+    let (now_ms, n, start) = check_commands(raw)?;
+    let whole = Bytes::copy_from_slice(raw);
+    let mut b = &raw[start..];
+    let mut args = Vec::new();
+    for _ in 0..n {
+        let argc = b.get_u32_le();
+        args.clear();
+        for _ in 0..argc {
+            let len = b.get_u32_le() as usize;
+            let at = raw.len() - b.remaining();
+            args.push(whole.slice(at..at + len));
+            b.advance(len);
+        }
+        f(now_ms, &args);
+    }
+    Some(now_ms)
 }
 
 /// Encodes a [`Proposal`] straight from borrowed commands (no copies of the arguments
@@ -123,15 +148,13 @@ impl Keyspace for ApplyKeyspace<'_, '_> {
 
 impl RedisStateMachine {
     fn apply_reply(ctx: &mut ApplyContext<'_>, shard: &ShardDesc, cmd: &[u8]) -> Reply {
-        let Some(p) = Proposal::decode(cmd) else {
-            return Reply::err("ERR malformed replicated command");
-        };
-        Reply::Array(
-            p.cmds
-                .iter()
-                .map(|args| Self::apply_one(ctx, shard, p.now_ms, args))
-                .collect(),
-        )
+        let mut replies = Vec::new();
+        match walk_commands(cmd, |now_ms, args| {
+            replies.push(Self::apply_one(ctx, shard, now_ms, args))
+        }) {
+            Some(_) => Reply::Array(replies),
+            None => Reply::err("ERR malformed replicated command"),
+        }
     }
 
     fn apply_one(
@@ -239,6 +262,31 @@ mod tests {
         for cut in 0..enc.len() {
             assert_eq!(Proposal::decode(&enc[..cut]), None);
         }
+    }
+
+    #[test]
+    fn a_malformed_entry_applies_none_of_its_commands() {
+        let state = MemStateEngine::new();
+        let shard = static_layout(1, &[1]).remove(0);
+        let mut ctx = ApplyContext::new(&state);
+        let p = Proposal {
+            now_ms: 1,
+            cmds: vec![
+                vec![Bytes::from("SET"), Bytes::from("a"), Bytes::from("1")],
+                vec![Bytes::from("SET"), Bytes::from("b"), Bytes::from("2")],
+            ],
+        };
+        let enc = p.encode();
+        // Cut inside the second command: the first is whole but must not run either.
+        let out = RedisStateMachine.apply(&mut ctx, &shard, 1, &enc[..enc.len() - 1]);
+        assert_eq!(
+            decode_replies(&out, 2),
+            vec![Reply::err("ERR malformed replicated command"); 2]
+        );
+        assert_eq!(ctx.get(Cf::Data, b"a").unwrap(), None);
+        let out = RedisStateMachine.apply(&mut ctx, &shard, 2, &enc);
+        assert_eq!(decode_replies(&out, 2), vec![Reply::ok(), Reply::ok()]);
+        assert!(ctx.get(Cf::Data, b"b").unwrap().is_some());
     }
 
     #[test]
