@@ -5,6 +5,7 @@
 //! thread at the end of its round ([`Applier::Inline`], the default) or on a thread of its
 //! own ([`Applier::Thread`]).
 
+use super::answers::answer_batch;
 use super::keys::{put_apply_state, put_conf_state, put_shard, ApplyState};
 use super::peer::Proposal;
 use super::snapshot;
@@ -230,9 +231,11 @@ impl ApplyWorker {
                 index: self.groups[group].state.applied_index,
             });
         }
-        for (p, r) in replies {
-            (p.cb)(r);
-        }
+        answer_batch(|| {
+            for (p, r) in replies {
+                (p.cb)(r);
+            }
+        });
         for (group, index, cb) in reads {
             match self.groups.get_mut(&group) {
                 Some(g) if g.state.applied_index >= index => cb(Ok(())),

@@ -10,6 +10,7 @@
 //!
 //! This module owns Raft; it never touches sockets (see `transport`) or RocksDB types.
 
+mod answers;
 mod apply;
 mod hard_states;
 pub mod keys;
@@ -20,6 +21,7 @@ mod snapshot;
 pub mod state_machine;
 mod store_loop;
 
+pub use answers::after_answers;
 pub use state_machine::{kv_delete, kv_put, ApplyContext, KvStateMachine, StateMachine};
 
 use crate::fasthash::FastMap;

@@ -2,7 +2,8 @@
 //! store (`node`), the thread-per-core RESP listener (`runtime`), one session per connection
 //! (`session`), routing of keyed commands to shard leaders — locally or forwarded over RESP
 //! (`route`, `forward`) — whole-keyspace commands (`allshards`), connection and server
-//! commands (`admin`, `info`, `clients`), and `tessera up`, a local multi-process cluster
+//! commands (`admin`, `info`, `clients`), answers from the store batched per worker
+//! (`inbox`), and `tessera up`, a local multi-process cluster
 //! (`up`). Protocol parsing lives in `resp`, command semantics in `cmd`.
 
 mod admin;
@@ -10,6 +11,7 @@ pub mod allshards;
 mod clients;
 pub mod config;
 mod forward;
+mod inbox;
 mod info;
 pub mod netio;
 pub mod node;

@@ -6,6 +6,7 @@
 
 use super::clients::ClientRegistry;
 use super::config::ServerConfig;
+use super::inbox::ReplyInbox;
 use super::prefetch::{Prefetched, ReadKeyspace};
 use crate::cmd::machine::{encode_commands, RedisStateMachine};
 use crate::cmd::scan::{walk_shard, Walk, WalkResult};
@@ -193,8 +194,16 @@ impl Node {
     ) -> oneshot::Receiver<Result<Bytes, StoreError>> {
         let (tx, rx) = oneshot::channel();
         let cmd = encode_commands(now_ms(), cmds);
-        self.store
-            .propose(shard, cmd, Box::new(move |r| drop(tx.send(r))));
+        // From a connection worker, the answer goes through its inbox (one wake-up per
+        // batch of answers instead of one per answer).
+        match ReplyInbox::here() {
+            Some(inbox) => self
+                .store
+                .propose(shard, cmd, Box::new(move |r| inbox.push(tx, r))),
+            None => self
+                .store
+                .propose(shard, cmd, Box::new(move |r| drop(tx.send(r)))),
+        }
         rx
     }
 

@@ -11,6 +11,7 @@
 //! connections use tokio in both.
 
 use super::config::ServerConfig;
+use super::inbox::ReplyInbox;
 use super::netio::{self, NetBackend};
 use super::node::Node;
 use super::session;
@@ -112,6 +113,7 @@ fn worker(node: Arc<Node>, listener: std::net::TcpListener, mut shutdown: watch:
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
+        tokio::task::spawn_local(ReplyInbox::install());
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -155,6 +157,7 @@ fn worker_uring(
     let local = listener.local_addr();
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     rt.block_on(async move {
+        tokio::task::spawn_local(ReplyInbox::install());
         let Ok(local) = local else { return };
         loop {
             tokio::select! {
