@@ -238,9 +238,10 @@ impl Node {
         reply
     }
 
-    /// Reads `keys` of a run of reads together (after [`Node::read_index`]).
-    pub fn prefetch<'k>(&self, keys: Vec<&'k [u8]>) -> Prefetched<'k> {
-        Prefetched::read(&*self.state, keys)
+    /// Reads `keys` of a run of reads together (after [`Node::read_index`]); `None` for a
+    /// single key, which gains nothing from a batched read.
+    pub fn prefetch<'k>(&self, keys: Vec<&'k [u8]>) -> Option<Prefetched<'k>> {
+        (keys.len() > 1).then(|| Prefetched::read(&*self.state, keys))
     }
 
     /// Walks a shard's local keys (after [`Node::read_index`]).

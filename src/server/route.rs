@@ -163,23 +163,18 @@ fn decode_applied(bytes: &[u8], n: usize) -> Vec<Reply> {
     crate::cmd::machine::decode_replies(bytes, n)
 }
 
-/// The shard every key of `cmds` lives on, with those keys; `None` when they span shards.
-fn sole_shard<'a>(
-    node: &Node,
-    cmds: &'a [(&'static Spec, Vec<Bytes>)],
-) -> Option<(u64, Vec<&'a [u8]>)> {
+/// The shard every key of `cmds` lives on; `None` when they span shards.
+fn sole_shard(node: &Node, cmds: &[(&'static Spec, Vec<Bytes>)]) -> Option<u64> {
     let mut shard = None;
-    let mut keys = Vec::with_capacity(cmds.len());
     for (spec, args) in cmds {
         for p in spec.key_positions(args.len()) {
             let s = node.shard_of(&args[p]).id;
             if *shard.get_or_insert(s) != s {
                 return None;
             }
-            keys.push(&args[p][..]);
         }
     }
-    Some((shard?, keys))
+    shard
 }
 
 /// The common run of reads: every key on one shard this node leads under a valid lease.
@@ -189,13 +184,16 @@ fn lease_reads_on_one_shard(
     node: &Node,
     cmds: &[(&'static Spec, Vec<Bytes>)],
 ) -> Option<Vec<Reply>> {
-    let (shard, keys) = sole_shard(node, cmds)?;
+    let shard = sole_shard(node, cmds)?;
     if !matches!(node.target(shard), Target::Local) || !node.store.local_reads(shard) {
         return None;
     }
+    let keys = cmds
+        .iter()
+        .flat_map(|(spec, args)| spec.key_positions(args.len()).map(|p| &args[p][..]))
+        .collect();
+    let ahead = node.prefetch(keys);
     let now = now_ms();
-    // One key alone gains nothing from a batched read.
-    let ahead = (keys.len() > 1).then(|| node.prefetch(keys));
     Some(
         cmds.iter()
             .map(|(spec, args)| node.exec_read(shard, spec.cmd, args, now, ahead.as_ref()))
@@ -210,7 +208,7 @@ async fn writes_on_one_shard(
     node: &Node,
     cmds: &[(&'static Spec, Vec<Bytes>)],
 ) -> Option<Vec<Reply>> {
-    let (shard, _) = sole_shard(node, cmds)?;
+    let shard = sole_shard(node, cmds)?;
     if !matches!(node.target(shard), Target::Local) {
         return None;
     }
@@ -337,9 +335,8 @@ pub async fn run_group(
             Pending::Read(shard) => match read_ready(&mut reads, shard).await {
                 Ok(()) => {
                     let now = *now.get_or_insert_with(now_ms);
-                    // One key alone gains nothing from a batched read.
-                    if let Some(keys) = read_keys.remove(&shard).filter(|k| k.len() > 1) {
-                        ahead.insert(shard, node.prefetch(keys));
+                    if let Some(pre) = read_keys.remove(&shard).and_then(|k| node.prefetch(k)) {
+                        ahead.insert(shard, pre);
                     }
                     let pre = ahead.get(&shard);
                     node.exec_read(part.shard, spec.cmd, &part.args, now, pre)
