@@ -89,6 +89,16 @@ pub struct TortureArgs {
     /// Segment size of the log, bytes (small values exercise rotation).
     #[arg(long, default_value_t = 256 << 10)]
     pub segment_size: u64,
+    /// Flush the state engine every this many entries per group (0: never — only RocksDB's
+    /// own flushes, when its memtables fill, make state durable).
+    #[arg(long, default_value_t = 16)]
+    pub state_flush_every: u64,
+    /// Bytes of each value written to the state engine.
+    #[arg(long, default_value_t = 16)]
+    pub state_value_size: usize,
+    /// Memtable bytes per state-engine flush (small values make RocksDB flush by itself).
+    #[arg(long)]
+    pub state_buffer_bytes: Option<usize>,
 }
 
 #[derive(Args, Debug, Default)]

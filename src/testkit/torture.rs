@@ -26,10 +26,11 @@ pub fn run(args: TortureArgs) -> anyhow::Result<()> {
     lo.io_mode = args.io.into();
     lo.segment_size = args.segment_size;
     let log = Arc::new(FileLogEngine::open(lo).context("open log")?);
-    let state = Arc::new(
-        RocksStateEngine::open(StateOptions::new(args.data_dir.join("state")))
-            .context("open state")?,
-    );
+    let mut so = StateOptions::new(args.data_dir.join("state"));
+    if let Some(bytes) = args.state_buffer_bytes {
+        so.write_buffer_bytes = bytes;
+    }
+    let state = Arc::new(RocksStateEngine::open(so).context("open state")?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = move |line: String| {
         let mut o = out.lock().expect("stdout lock");
@@ -40,7 +41,8 @@ pub fn run(args: TortureArgs) -> anyhow::Result<()> {
     let threads: Vec<_> = (0..args.groups)
         .map(|g| {
             let (log, state, say) = (log.clone(), state.clone(), say.clone());
-            let value_size = args.value_size;
+            let (value_size, state_value) = (args.value_size, args.state_value_size);
+            let flush_every = args.state_flush_every;
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let last = log
                     .last_index(g)
@@ -52,7 +54,7 @@ pub fn run(args: TortureArgs) -> anyhow::Result<()> {
                 let applied = state.applied(g)?.unwrap_or(0);
                 for j in applied + 1..=last {
                     let mut wb = WriteBatch::new();
-                    wb.put(Cf::Data, state_key(g, j), payload(g, j, 16))
+                    wb.put(Cf::Data, state_key(g, j), payload(g, j, state_value))
                         .set_applied(g, j);
                     state.write(wb)?;
                 }
@@ -63,10 +65,10 @@ pub fn run(args: TortureArgs) -> anyhow::Result<()> {
                     log.write(b)?;
                     say(format!("ack {g} {i}"));
                     let mut wb = WriteBatch::new();
-                    wb.put(Cf::Data, state_key(g, i), payload(g, i, 16))
+                    wb.put(Cf::Data, state_key(g, i), payload(g, i, state_value))
                         .set_applied(g, i);
                     state.write(wb)?;
-                    if i % 16 == 0 {
+                    if flush_every > 0 && i % flush_every == 0 {
                         state.flush()?;
                         say(format!("flushed {g} {i}"));
                     }

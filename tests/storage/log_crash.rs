@@ -24,7 +24,8 @@ struct Acked {
 }
 
 /// Runs the torturer until it has acknowledged `acks` more lines (or 20 s pass), then kills it.
-fn run_and_kill(dir: &std::path::Path, io: &str, acks: usize, acked: &mut Acked) {
+/// `extra` flags go to the child as they are.
+fn run_and_kill(dir: &std::path::Path, io: &str, acks: usize, acked: &mut Acked, extra: &[&str]) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["log-torture", "--data-dir"])
         .arg(dir)
@@ -37,6 +38,7 @@ fn run_and_kill(dir: &std::path::Path, io: &str, acks: usize, acked: &mut Acked)
             &VALUE.to_string(),
         ])
         .args(["--segment-size", "65536"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -137,7 +139,7 @@ fn torture(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut acked = Acked::default();
     for (round, acks) in [150usize, 400, 37, 800, 5].into_iter().enumerate() {
-        run_and_kill(dir.path(), io, acks, &mut acked);
+        run_and_kill(dir.path(), io, acks, &mut acked, &[]);
         verify(dir.path(), &acked);
         assert!(
             !acked.entries.is_empty(),
@@ -147,6 +149,52 @@ fn torture(io: &str) {
     assert!(
         acked.compacted.contains_key(&0),
         "the runs were long enough to compact and GC"
+    );
+}
+
+/// Without explicit flushes only RocksDB's own flushes (memtables full, several merged into
+/// one file) make state durable. After a kill each group's state must still be exactly the
+/// keys up to its applied index: the applied index and its data reach disk in the same
+/// flush, with nothing of a later write.
+#[test]
+fn sigkill_after_only_automatic_state_flushes_leaves_a_consistent_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked = Acked::default();
+    let extra = [
+        "--state-flush-every",
+        "0",
+        "--state-value-size",
+        "4096",
+        "--state-buffer-bytes",
+        "1048576",
+    ];
+    let mut kept_something = false;
+    for acks in [3000usize, 1500, 4000] {
+        run_and_kill(dir.path(), "auto", acks, &mut acked, &extra);
+        assert!(acked.flushed.is_empty(), "the child flushed by itself");
+        let state = RocksStateEngine::open(StateOptions::new(dir.path().join("state")))
+            .expect("state reopens after kill -9");
+        for g in 0..GROUPS {
+            let applied = state.applied(g).unwrap().unwrap_or(0);
+            kept_something |= applied > 0;
+            for i in 1..=applied {
+                assert!(
+                    state.get(Cf::Data, &state_key(g, i)).unwrap().is_some(),
+                    "group {g}: key {i} <= applied {applied} missing"
+                );
+            }
+            assert!(
+                state
+                    .get(Cf::Data, &state_key(g, applied + 1))
+                    .unwrap()
+                    .is_none(),
+                "group {g}: data beyond applied {applied}"
+            );
+        }
+    }
+    assert!(
+        kept_something,
+        "the runs wrote enough for RocksDB to flush by itself"
     );
 }
 

@@ -1,5 +1,6 @@
 //! The state engine: where applied Raft commands land. Four column families keep user data,
-//! Raft apply state and shard metadata, locks, and transaction records apart. Writes are
+//! Raft apply state and shard metadata, locks, and transaction records apart (in RocksDB
+//! they are key prefixes of one RocksDB column family). Writes are
 //! atomic batches across families; the applied index of a group travels in the same batch
 //! as the data it covers, so the Raft log can be the only fsync'd path: on a crash the state
 //! engine falls back to its last flush, and the log replays from there. [`StateEngine`] is
@@ -7,6 +8,7 @@
 
 mod applied;
 mod batch;
+mod family_keys;
 mod mem;
 mod rocks;
 

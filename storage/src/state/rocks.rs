@@ -1,15 +1,18 @@
 //! [`RocksStateEngine`]: the state engine on RocksDB. Writes skip RocksDB's WAL (the Raft log
-//! is the durable record); `atomic_flush` keeps all column families consistent with each
-//! other on disk, so the applied index and the data it covers are flushed together.
+//! is the durable record). Every family lives in one RocksDB column family under its tag
+//! byte (`family_keys`), so each flush is a consistent cut: the applied index and the data it
+//! covers reach disk together. Memtables are small (cheap inserts) and several are merged
+//! into each L0 file (`memtables_per_flush`), so flush and compaction see large files.
 
 use super::applied::AppliedTracker;
 use super::batch::{decode_applied, BatchOp};
+use super::family_keys::{bounds, prefixed, prefixed_into, unprefixed, with_prefixed};
 use super::{Cf, KeyRange, StateEngine, StateSnapshot, WriteBatch, APPLIED_PREFIX};
 use crate::error::rocks_err;
 use crate::{Error, Result};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    FlushOptions, IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions,
+    IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteOptions, DB,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +23,14 @@ pub struct StateOptions {
     pub dir: PathBuf,
     /// Shared LRU block cache, bytes.
     pub block_cache_bytes: usize,
-    /// Memtable size per column family, bytes. 16 MiB: a memtable insert is a skiplist walk
-    /// whose cost is its cache misses, and at 64 MiB (with the default base level) a write
-    /// cost ~30% more CPU (`cargo bench --bench apply_floor`, docs/benchmarks.md).
+    /// Memtable bytes written out by one flush (one L0 file): 16 MiB. The level L0 compacts
+    /// into is sized at four of them (RocksDB's own sizing rule).
     pub write_buffer_bytes: usize,
+    /// How many memtables `write_buffer_bytes` is cut into (8: 2 MiB each). A memtable insert
+    /// is a skiplist descent whose cost is its cache misses, so a small active memtable makes
+    /// every insert cheaper, while merging them per flush keeps L0 files — and compaction —
+    /// as they were. `cargo bench --bench apply_floor` (docs/benchmarks.md).
+    pub memtables_per_flush: usize,
     pub background_jobs: i32,
 }
 
@@ -33,6 +40,7 @@ impl StateOptions {
             dir: dir.into(),
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 16 << 20,
+            memtables_per_flush: 8,
             background_jobs: 2,
         }
     }
@@ -46,28 +54,33 @@ pub struct RocksStateEngine {
     dir: PathBuf,
 }
 
-fn cf_options(opts: &StateOptions, cache: &Cache, cf: Cf) -> Options {
+fn db_options(opts: &StateOptions) -> Options {
     let mut table = BlockBasedOptions::default();
-    table.set_block_cache(cache);
+    table.set_block_cache(&Cache::new_lru_cache(opts.block_cache_bytes));
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     let mut o = Options::default();
+    o.create_if_missing(true);
+    o.set_max_background_jobs(opts.background_jobs);
+    o.set_bytes_per_sync(1 << 20);
     o.set_block_based_table_factory(&table);
     // LZ4 everywhere: with dynamic level sizing a young database compacts straight into the
     // bottommost level, and ZSTD there measured as the top CPU cost of a write-heavy run.
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Lz4);
-    let small = matches!(cf, Cf::Raft);
-    let memtable = if small {
-        opts.write_buffer_bytes / 8
-    } else {
-        opts.write_buffer_bytes
-    };
-    o.set_write_buffer_size(memtable);
+    let merged = opts.memtables_per_flush.clamp(1, 64);
+    o.set_write_buffer_size((opts.write_buffer_bytes / merged).max(64 << 10));
+    o.set_min_write_buffer_number_to_merge(merged as i32);
+    // Room for the merged set plus the memtables written while it flushes.
+    o.set_max_write_buffer_number(merged as i32 + 2);
+    // A read looks through every unflushed memtable; a bloom filter over whole keys lets it
+    // skip the ones that do not hold the key.
+    o.set_memtable_whole_key_filtering(true);
+    o.set_memtable_prefix_bloom_ratio(0.1);
     // RocksDB's sizing rule: the level L0 compacts into holds about what L0 does when its
-    // compaction triggers (4 memtables); a larger one makes every L0 compaction rewrite it.
-    o.set_max_bytes_for_level_base(4 * memtable as u64);
+    // compaction triggers (4 files); a larger one makes every L0 compaction rewrite it.
+    o.set_max_bytes_for_level_base(4 * opts.write_buffer_bytes as u64);
     o
 }
 
@@ -77,17 +90,11 @@ impl RocksStateEngine {
     pub fn open(opts: StateOptions) -> Result<Self> {
         std::fs::create_dir_all(&opts.dir)
             .map_err(|e| Error::io(format!("create {}", opts.dir.display()), e))?;
-        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_atomic_flush(true);
-        db_opts.set_max_background_jobs(opts.background_jobs);
-        db_opts.set_bytes_per_sync(1 << 20);
-        let cfs = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&opts, &cache, *cf)));
-        let db = DB::open_cf_descriptors(&db_opts, &opts.dir, cfs).map_err(|e| {
+        refuse_family_per_column_layout(&opts.dir)?;
+        // Opened through a descriptor so the family has a handle (batched MultiGet needs one).
+        let options = db_options(&opts);
+        let default = ColumnFamilyDescriptor::new("default", options.clone());
+        let db = DB::open_cf_descriptors(&options, &opts.dir, [default]).map_err(|e| {
             let msg = e.into_string();
             if msg.contains("lock") && msg.contains("LOCK") {
                 Error::Locked(opts.dir.clone())
@@ -96,16 +103,14 @@ impl RocksStateEngine {
             }
         })?;
         let mut on_disk = HashMap::new();
-        {
-            let cf = db.cf_handle(Cf::Raft.name()).expect("created at open");
-            for item in db.iterator_cf(cf, IteratorMode::From(APPLIED_PREFIX, Direction::Forward)) {
-                let (k, v) = item.map_err(rocks_err)?;
-                let Some(g) = k.strip_prefix(APPLIED_PREFIX) else {
-                    break;
-                };
-                if let (Ok(g), Some(i)) = (<[u8; 8]>::try_from(g), decode_applied(&v)) {
-                    on_disk.insert(u64::from_be_bytes(g), i);
-                }
+        let from = prefixed(Cf::Raft, APPLIED_PREFIX);
+        for item in db.iterator(IteratorMode::From(&from, Direction::Forward)) {
+            let (k, v) = item.map_err(rocks_err)?;
+            let Some(g) = k.strip_prefix(from.as_slice()) else {
+                break;
+            };
+            if let (Ok(g), Some(i)) = (<[u8; 8]>::try_from(g), decode_applied(&v)) {
+                on_disk.insert(u64::from_be_bytes(g), i);
             }
         }
         Ok(RocksStateEngine {
@@ -116,15 +121,28 @@ impl RocksStateEngine {
         })
     }
 
-    fn cf(&self, cf: Cf) -> &ColumnFamily {
-        self.db
-            .cf_handle(cf.name())
-            .expect("every column family is created at open")
-    }
-
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Data dirs written before the families shared one RocksDB column family had one column
+/// family each; reading them as prefixed keys would silently see nothing, so they are refused.
+fn refuse_family_per_column_layout(dir: &Path) -> Result<()> {
+    if !dir.join("CURRENT").exists() {
+        return Ok(());
+    }
+    let families = DB::list_cf(&Options::default(), dir).map_err(rocks_err)?;
+    if families.iter().any(|f| f != "default") {
+        return Err(Error::Rocks(format!(
+            "{}: state written by an older Tessera (column families {}); this version keeps \
+             every family in one column family under a key prefix and cannot read it — start \
+             from an empty data dir",
+            dir.display(),
+            families.join(",")
+        )));
+    }
+    Ok(())
 }
 
 fn scan_with(
@@ -134,33 +152,42 @@ fn scan_with(
 ) -> Result<()> {
     for item in iter.take(limit) {
         let (k, v) = item.map_err(rocks_err)?;
-        if !f(&k, &v) {
+        if !f(unprefixed(&k), &v) {
             break;
         }
     }
     Ok(())
 }
 
-fn range_read_opts(range: &KeyRange) -> ReadOptions {
+/// Read options bounding an iterator to `range` of `cf`, and the key to seek to.
+fn range_read_opts(cf: Cf, range: &KeyRange) -> (ReadOptions, Vec<u8>) {
+    let (start, end) = bounds(cf, range);
     let mut ro = ReadOptions::default();
-    if let Some(end) = &range.end {
-        ro.set_iterate_upper_bound(end.clone());
-    }
-    ro
+    ro.set_iterate_upper_bound(end);
+    (ro, start)
 }
 
 impl StateEngine for RocksStateEngine {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db
-            .get_cf_opt(self.cf(cf), key, &self.read_opts)
-            .map_err(rocks_err)
+        with_prefixed(cf, key, |k| self.db.get_opt(k, &self.read_opts)).map_err(rocks_err)
     }
 
     fn multi_get(&self, cf: Cf, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        // Callers that read a run of keys pass them sorted; RocksDB then skips its own sort.
+        // Callers that read a run of keys pass them sorted (so are their prefixed forms);
+        // RocksDB then skips its own sort.
         let sorted = keys.windows(2).all(|w| w[0] < w[1]);
+        let mut buf = Vec::with_capacity(keys.iter().map(|k| k.len() + 1).sum());
+        let mut ends = Vec::with_capacity(keys.len());
+        for k in keys {
+            buf.push(super::family_keys::tag(cf));
+            buf.extend_from_slice(k);
+            ends.push(buf.len());
+        }
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        let stored = starts.zip(ends.iter()).map(|(s, e)| &buf[s..*e]);
+        let default = self.db.cf_handle("default").expect("opened with a handle");
         self.db
-            .batched_multi_get_cf_opt(self.cf(cf), keys.iter().copied(), sorted, &self.read_opts)
+            .batched_multi_get_cf_opt(default, stored, sorted, &self.read_opts)
             .into_iter()
             .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(rocks_err))
             .collect()
@@ -168,11 +195,22 @@ impl StateEngine for RocksStateEngine {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
+        let (mut key, mut end) = (Vec::new(), Vec::new());
         for op in &batch.ops {
             match op {
-                BatchOp::Put(cf, k, v) => wb.put_cf(self.cf(*cf), k, v),
-                BatchOp::Delete(cf, k) => wb.delete_cf(self.cf(*cf), k),
-                BatchOp::DeleteRange(cf, s, e) => wb.delete_range_cf(self.cf(*cf), s, e),
+                BatchOp::Put(cf, k, v) => {
+                    prefixed_into(&mut key, *cf, k);
+                    wb.put(&key, v)
+                }
+                BatchOp::Delete(cf, k) => {
+                    prefixed_into(&mut key, *cf, k);
+                    wb.delete(&key)
+                }
+                BatchOp::DeleteRange(cf, s, e) => {
+                    prefixed_into(&mut key, *cf, s);
+                    prefixed_into(&mut end, *cf, e);
+                    wb.delete_range(&key, &end)
+                }
             }
         }
         let mut wo = WriteOptions::default();
@@ -189,28 +227,22 @@ impl StateEngine for RocksStateEngine {
         limit: usize,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let mode = IteratorMode::From(&range.start, Direction::Forward);
-        scan_with(
-            self.db
-                .iterator_cf_opt(self.cf(cf), range_read_opts(range), mode),
-            limit,
-            f,
-        )
+        let (ro, start) = range_read_opts(cf, range);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        scan_with(self.db.iterator_opt(mode, ro), limit, f)
     }
 
     fn snapshot(&self) -> Box<dyn StateSnapshot + '_> {
         Box::new(RocksSnapshot {
-            engine: self,
             snap: self.db.snapshot(),
         })
     }
 
     fn flush(&self) -> Result<()> {
         let covered = self.applied.before_flush();
-        let cfs: Vec<&ColumnFamily> = Cf::ALL.iter().map(|c| self.cf(*c)).collect();
         let mut fo = FlushOptions::default();
         fo.set_wait(true);
-        self.db.flush_cfs_opt(&cfs, &fo).map_err(rocks_err)?;
+        self.db.flush_opt(&fo).map_err(rocks_err)?;
         self.applied.flushed(covered);
         Ok(())
     }
@@ -235,13 +267,12 @@ impl StateEngine for RocksStateEngine {
 }
 
 struct RocksSnapshot<'a> {
-    engine: &'a RocksStateEngine,
     snap: SnapshotWithThreadMode<'a, DB>,
 }
 
 impl StateSnapshot for RocksSnapshot<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.snap.get_cf(self.engine.cf(cf), key).map_err(rocks_err)
+        with_prefixed(cf, key, |k| self.snap.get(k)).map_err(rocks_err)
     }
 
     fn scan(
@@ -251,10 +282,46 @@ impl StateSnapshot for RocksSnapshot<'_> {
         limit: usize,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let mode = IteratorMode::From(&range.start, Direction::Forward);
-        let iter = self
-            .snap
-            .iterator_cf_opt(self.engine.cf(cf), range_read_opts(range), mode);
-        scan_with(iter, limit, f)
+        let (ro, start) = range_read_opts(cf, range);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        scan_with(self.snap.iterator_opt(mode, ro), limit, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_with_a_column_family_per_family_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut o = Options::default();
+            o.create_if_missing(true);
+            o.create_missing_column_families(true);
+            DB::open_cf(&o, dir.path(), ["default", "raft", "lock", "txn"]).unwrap();
+        }
+        let err = RocksStateEngine::open(StateOptions::new(dir.path()))
+            .err()
+            .expect("the old layout is refused");
+        assert!(
+            err.to_string().contains("older Tessera") && err.to_string().contains("raft"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_fresh_data_dir_opens_again_after_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let e = RocksStateEngine::open(StateOptions::new(dir.path())).unwrap();
+            let mut wb = WriteBatch::new();
+            wb.put(Cf::Raft, "r", "1").put(Cf::Data, "d", "2");
+            e.write(wb).unwrap();
+        }
+        let e = RocksStateEngine::open(StateOptions::new(dir.path())).unwrap();
+        assert_eq!(e.get(Cf::Raft, b"r").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(e.get(Cf::Data, b"d").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(e.get(Cf::Data, b"r").unwrap(), None);
     }
 }
