@@ -6,6 +6,7 @@
 //! own ([`Applier::Thread`]).
 
 use super::answers::answer_batch;
+use super::entry_batch::{is_batch, split};
 use super::keys::{put_apply_state, put_conf_state, put_shard, ApplyState};
 use super::peer::Proposal;
 use super::snapshot;
@@ -340,7 +341,17 @@ impl ApplyWorker {
             if e.index <= g.state.applied_index {
                 continue; // replayed after a restart: already in the state engine
             }
+            let mut batch_replies = Vec::new();
             let reply: Result<Bytes, StoreError> = match (e.get_entry_type(), outcome) {
+                (EntryType::EntryNormal, _) if is_batch(&e.context) => match split(&e.data) {
+                    Some(cmds) => {
+                        for cmd in cmds {
+                            batch_replies.push(self.sm.apply(ctx, &g.desc, e.index, cmd));
+                        }
+                        Ok(Bytes::new())
+                    }
+                    None => Ok(Bytes::from_static(b"ERR malformed batched entry")),
+                },
                 (EntryType::EntryNormal, _) if !e.data.is_empty() => {
                     Ok(self.sm.apply(ctx, &g.desc, e.index, &e.data))
                 }
@@ -368,6 +379,11 @@ impl ApplyWorker {
                         group,
                         reason: "another membership change is in progress".into(),
                     }),
+                    // A batched entry answers each proposer with its own command's reply.
+                    _ if !batch_replies.is_empty() => match batch_replies.get(p.slot) {
+                        Some(r) => Ok(r.clone()),
+                        None => Err(StoreError::Dropped(group)),
+                    },
                     _ => reply.clone(),
                 };
                 replies.push((p, r));

@@ -12,6 +12,7 @@
 
 mod answers;
 mod apply;
+mod entry_batch;
 mod hard_states;
 pub mod keys;
 mod peer;

@@ -1,6 +1,7 @@
 //! One replica of one shard on this node: its `RawNode`, the proposals waiting for their
 //! entries to commit, and the reads waiting for a read index.
 
+use super::entry_batch::{self, BATCH_CONTEXT, MAX_BATCH_BYTES};
 use super::keys::ApplyState;
 use super::peer_storage::PeerStorage;
 use super::snapshot::WorkerTask;
@@ -22,6 +23,8 @@ const MAX_COMMITTED_BYTES_PER_ROUND: u64 = 4 << 20;
 pub(crate) struct Proposal {
     pub index: u64,
     pub term: u64,
+    /// Position of its command in a batched entry (0 for a plain entry).
+    pub slot: usize,
     /// A membership change (its entry must be a conf change, or raft refused it).
     pub conf: bool,
     pub cb: ProposeCallback,
@@ -34,6 +37,9 @@ pub(crate) struct Peer {
     pub removed: bool,
     pub raw: RawNode<PeerStorage>,
     pub proposals: VecDeque<Proposal>,
+    /// Proposals of this round, not yet handed to raft: they become one entry.
+    pending: Vec<(Bytes, ProposeCallback)>,
+    pending_bytes: usize,
     reads: HashMap<u64, (ReadCallback, Instant)>,
     next_read: u64,
 }
@@ -96,6 +102,8 @@ impl Peer {
             desc,
             raw,
             proposals: VecDeque::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
             reads: HashMap::new(),
             next_read: 1,
         })
@@ -117,28 +125,59 @@ impl Peer {
         }
     }
 
+    /// Queues a proposal; the round's proposals are handed to raft together by
+    /// [`Peer::flush_proposals`].
     pub fn propose(&mut self, cmd: Bytes, cb: ProposeCallback) {
         if !self.is_leader() {
             return cb(Err(self.not_leader()));
         }
-        if self.raw.propose(vec![], cmd.to_vec()).is_err() {
-            return cb(Err(self.not_leader()));
+        self.pending_bytes += 4 + cmd.len();
+        self.pending.push((cmd, cb));
+        if self.pending_bytes >= MAX_BATCH_BYTES {
+            self.flush_proposals();
+        }
+    }
+
+    /// Proposes the queued proposals as one entry (a lone one as a plain entry).
+    pub fn flush_proposals(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending_bytes = 0;
+        let pending = std::mem::take(&mut self.pending);
+        let proposed = if let [(cmd, _)] = pending.as_slice() {
+            self.raw.propose(vec![], cmd.to_vec())
+        } else {
+            let data = entry_batch::encode(pending.iter().map(|(c, _)| c));
+            self.raw.propose(BATCH_CONTEXT.to_vec(), data)
+        };
+        if proposed.is_err() {
+            for (_, cb) in pending {
+                cb(Err(self.not_leader()));
+            }
+            return;
         }
         let index = self.raw.raft.raft_log.last_index();
         let term = self.raw.raft.term;
-        self.proposals.push_back(Proposal {
-            index,
-            term,
-            conf: false,
-            cb,
-            at: Instant::now(),
-        });
+        let at = Instant::now();
+        for (slot, (_, cb)) in pending.into_iter().enumerate() {
+            self.proposals.push_back(Proposal {
+                index,
+                term,
+                slot,
+                conf: false,
+                cb,
+                at,
+            });
+        }
     }
 
     pub fn propose_conf_change(&mut self, changes: &[PeerChange], cb: ProposeCallback) {
         if !self.is_leader() {
             return cb(Err(self.not_leader()));
         }
+        // Proposals that arrived before it go first.
+        self.flush_proposals();
         let singles: Vec<ConfChangeSingle> = changes
             .iter()
             .map(|c| {
@@ -164,6 +203,7 @@ impl Peer {
         self.proposals.push_back(Proposal {
             index: self.raw.raft.raft_log.last_index(),
             term: self.raw.raft.term,
+            slot: 0,
             conf: true,
             cb,
             at: Instant::now(),
@@ -223,6 +263,9 @@ impl Peer {
 
     /// Fails everything pending (store stopping).
     pub fn fail_all(&mut self, err: StoreError) {
+        for (_, cb) in self.pending.drain(..) {
+            cb(Err(err.clone()));
+        }
         for p in self.proposals.drain(..) {
             (p.cb)(Err(err.clone()));
         }

@@ -390,6 +390,7 @@ impl StoreLoop {
             let Some(p) = self.peers.get_mut(&group) else {
                 continue;
             };
+            p.flush_proposals();
             if !p.raw.has_ready() {
                 quiet.push(peer_status(p));
                 continue;

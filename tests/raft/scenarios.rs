@@ -1,7 +1,7 @@
 //! The core scenarios, each run on memory engines and on real storage (file log + RocksDB).
 
 use std::time::Duration;
-use tessera::raftstore::{kv_put, PeerChange, ReadMode, StoreError};
+use tessera::raftstore::{kv_delete, kv_put, PeerChange, ReadMode, StoreError};
 use tessera::testkit::cluster::{wait_for, Cluster, ClusterOptions, Engines, Net};
 
 const T: Duration = Duration::from_secs(10);
@@ -390,6 +390,51 @@ pub fn only_a_sole_voter_reads_locally(engines: Engines) {
     assert_eq!(get(&single, "k").as_deref(), Some("v"));
 }
 
+/// Proposals that reach the leader in one round become one batched entry, and each proposer
+/// still gets the reply of its own command: deletes of present and missing keys answer 1
+/// and 0, so a reply handed to the wrong proposer shows.
+pub fn proposals_of_one_round_share_an_entry_and_keep_their_own_replies(engines: Engines) {
+    let c = Cluster::start(ClusterOptions::new(3, 1, engines)).unwrap();
+    let leader = c.wait_leader(1, T).unwrap();
+    for i in (0..200).step_by(2) {
+        put(&c, &format!("d{i}"), "x");
+    }
+    let node = c.node(leader).unwrap();
+    let before = node.log.last_index(1).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let (cmd, want) = if i % 2 == 0 {
+            (kv_delete(format!("d{i}").as_bytes()), "1")
+        } else if i % 3 == 0 {
+            (kv_delete(format!("d{i}").as_bytes()), "0")
+        } else {
+            (kv_put(format!("p{i}").as_bytes(), b"y"), "OK")
+        };
+        expected.push(want);
+        let tx = tx.clone();
+        node.store
+            .propose(1, cmd, Box::new(move |r| tx.send((i, r)).unwrap()));
+    }
+    for _ in 0..expected.len() {
+        let (i, r) = rx.recv_timeout(T).expect("every proposer hears back");
+        assert_eq!(
+            std::str::from_utf8(&r.expect("applied")).unwrap(),
+            expected[i],
+            "proposal {i}"
+        );
+    }
+    let entries = node.log.last_index(1).unwrap() - before;
+    assert!(
+        entries < expected.len() as u64,
+        "{entries} entries for {} proposals sent back to back",
+        expected.len()
+    );
+    assert!(replicated_everywhere(&c, "p199", "y"));
+    assert_eq!(get(&c, "d0"), None);
+    assert_eq!(get(&c, "p1").as_deref(), Some("y"));
+}
+
 macro_rules! on_engines {
     ($($case:ident),* $(,)?) => {
         mod memory { $( #[test] fn $case() { super::$case(super::Engines::Memory); } )* }
@@ -410,6 +455,7 @@ on_engines!(
     a_follower_behind_by_many_rounds_of_entries_catches_up,
     membership_changes_with_learners_and_joint_consensus,
     only_a_sole_voter_reads_locally,
+    proposals_of_one_round_share_an_entry_and_keep_their_own_replies,
 );
 
 /// The core scenarios again, on real storage and real TCP over loopback.
