@@ -72,8 +72,11 @@ fn db_options(opts: &StateOptions) -> Options {
     let merged = opts.memtables_per_flush.clamp(1, 64);
     o.set_write_buffer_size((opts.write_buffer_bytes / merged).max(64 << 10));
     o.set_min_write_buffer_number_to_merge(merged as i32);
-    // Room for the merged set plus the memtables written while it flushes.
-    o.set_max_write_buffer_number(merged as i32 + 2);
+    // Room for a second full set to fill while the first one flushes: with less, RocksDB
+    // slows writes down (it stalls at one memtable short of the limit) whenever a flush
+    // takes longer than filling the headroom, and a slowed apply stalls the store loop.
+    // Memory stays what two 16 MiB memtables took before.
+    o.set_max_write_buffer_number(2 * merged as i32);
     // A read looks through every unflushed memtable; a bloom filter over whole keys lets it
     // skip the ones that do not hold the key.
     o.set_memtable_whole_key_filtering(true);
