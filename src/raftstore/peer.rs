@@ -145,6 +145,15 @@ impl Peer {
         }
         self.pending_bytes = 0;
         let pending = std::mem::take(&mut self.pending);
+        // Leadership may have moved since they were queued (a message of this round). A
+        // follower's raft would forward them to the new leader, where they would commit at
+        // an index nobody here tracks: fail them instead, as `propose` does.
+        if !self.is_leader() {
+            for (_, cb) in pending {
+                cb(Err(self.not_leader()));
+            }
+            return;
+        }
         let proposed = if let [(cmd, _)] = pending.as_slice() {
             self.raw.propose(vec![], cmd.to_vec())
         } else {
@@ -272,5 +281,82 @@ impl Peer {
         for (_, (cb, _)) in self.reads.drain() {
             cb(Err(err.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::{Message, MessageType};
+    use std::sync::mpsc;
+
+    fn sole_voter() -> Peer {
+        let desc = ShardDesc {
+            id: 1,
+            peers: vec![1],
+            ..ShardDesc::default()
+        };
+        let conf = ConfState {
+            voters: vec![1],
+            ..Default::default()
+        };
+        let (worker, _) = crossbeam_channel::unbounded();
+        let mut p = Peer::new(
+            &StoreConfig::new(1),
+            desc,
+            Arc::new(tessera_storage::MemLogEngine::new()),
+            conf,
+            ApplyState::default(),
+            worker,
+            &super::super::raft_log_bridge::logger(),
+        )
+        .unwrap();
+        p.raw.campaign().unwrap();
+        assert!(p.is_leader(), "a sole voter elects itself");
+        p
+    }
+
+    fn capture() -> (ProposeCallback, mpsc::Receiver<Result<Bytes, StoreError>>) {
+        let (tx, rx) = mpsc::channel();
+        (Box::new(move |r| tx.send(r).unwrap()), rx)
+    }
+
+    #[test]
+    fn queued_proposals_of_a_leader_that_stepped_down_fail_as_not_leader() {
+        let mut p = sole_voter();
+        let (cb, rx) = capture();
+        p.propose(Bytes::from_static(b"cmd"), cb);
+        assert!(rx.try_recv().is_err(), "queued, not answered yet");
+        // A leader of a later term speaks up in the same round.
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        (m.from, m.to, m.term) = (2, 1, p.raw.raft.term + 1);
+        p.raw.step(m).unwrap();
+        assert!(!p.is_leader());
+        p.flush_proposals();
+        match rx.try_recv() {
+            Ok(Err(StoreError::NotLeader { leader, .. })) => assert_eq!(leader, Some(2)),
+            other => panic!("expected NotLeader, got {other:?}"),
+        }
+        assert!(
+            p.proposals.is_empty(),
+            "nothing tracked for a forwarded entry"
+        );
+    }
+
+    #[test]
+    fn a_round_of_proposals_is_one_entry_with_one_slot_each() {
+        let mut p = sole_voter();
+        let before = p.raw.raft.raft_log.last_index();
+        for cmd in [&b"a"[..], b"bb", b"ccc"] {
+            p.propose(Bytes::copy_from_slice(cmd), Box::new(|_| {}));
+        }
+        p.flush_proposals();
+        assert_eq!(p.raw.raft.raft_log.last_index(), before + 1);
+        let slots: Vec<(u64, usize)> = p.proposals.iter().map(|q| (q.index, q.slot)).collect();
+        assert_eq!(
+            slots,
+            vec![(before + 1, 0), (before + 1, 1), (before + 1, 2)]
+        );
     }
 }
