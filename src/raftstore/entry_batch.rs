@@ -5,13 +5,18 @@
 //! command, length-prefixed (`u32` little-endian), in proposal order; apply hands them to
 //! the state machine one by one and answers each proposer with its own reply. A round
 //! with a single proposal proposes it as a plain entry.
+//!
+//! The batch is formed on the leader only: a peer that lost leadership during the round
+//! fails its queued proposals as not-leader rather than let raft forward them.
 
 use bytes::Bytes;
 
 /// Entry context of a batched entry (a plain entry has an empty context).
 pub(crate) const BATCH_CONTEXT: &[u8] = b"batch/1";
 
-/// A batch stops taking proposals at this many bytes; the next ones start a new entry.
+/// A batch holds at most this many bytes (commands and their length prefixes); a proposal
+/// that would overfill it starts the next entry, so only a single proposal larger than
+/// this makes a larger entry (as it always did on its own).
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 
 pub(crate) fn is_batch(context: &[u8]) -> bool {

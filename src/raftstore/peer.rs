@@ -131,11 +131,12 @@ impl Peer {
         if !self.is_leader() {
             return cb(Err(self.not_leader()));
         }
-        self.pending_bytes += 4 + cmd.len();
-        self.pending.push((cmd, cb));
-        if self.pending_bytes >= MAX_BATCH_BYTES {
+        // A batch never grows past the limit by taking a proposal: a large one goes alone.
+        if self.pending_bytes + 4 + cmd.len() > MAX_BATCH_BYTES {
             self.flush_proposals();
         }
+        self.pending_bytes += 4 + cmd.len();
+        self.pending.push((cmd, cb));
     }
 
     /// Proposes the queued proposals as one entry (a lone one as a plain entry).
@@ -358,5 +359,29 @@ mod tests {
             slots,
             vec![(before + 1, 0), (before + 1, 1), (before + 1, 2)]
         );
+    }
+
+    #[test]
+    fn a_proposal_that_would_overfill_the_batch_starts_the_next_entry() {
+        let mut p = sole_voter();
+        let before = p.raw.raft.raft_log.last_index();
+        let big = Bytes::from(vec![1u8; MAX_BATCH_BYTES / 2]);
+        for _ in 0..3 {
+            p.propose(big.clone(), Box::new(|_| {}));
+        }
+        p.flush_proposals();
+        // Two halves and their length prefixes exceed the limit: each half is an entry.
+        let indexes: Vec<u64> = p.proposals.iter().map(|q| q.index).collect();
+        assert_eq!(indexes, vec![before + 1, before + 2, before + 3]);
+        p.propose(big, Box::new(|_| {}));
+        p.propose(Bytes::from_static(b"s"), Box::new(|_| {}));
+        p.flush_proposals();
+        let last: Vec<(u64, usize)> = p
+            .proposals
+            .iter()
+            .skip(3)
+            .map(|q| (q.index, q.slot))
+            .collect();
+        assert_eq!(last, vec![(before + 4, 0), (before + 4, 1)]);
     }
 }
