@@ -1,6 +1,6 @@
 //! Helpers shared by the binary's test-only subcommands, the integration tests and the
 //! custom-harness benches: deterministic payloads a reader can verify, the crash-torture
-//! writer, and bench argument handling.
+//! writer, bench argument handling, and loopback ports for child processes.
 
 pub mod cluster;
 pub mod torture;
@@ -46,4 +46,19 @@ pub fn bench_skipped(suite: &str) -> bool {
     let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     args.iter().any(|a| a == "--list")
         || (!filters.is_empty() && !filters.iter().any(|f| suite.contains(f.as_str())))
+}
+
+/// A loopback port nothing listens on now, for a child process to bind. Drawn at random
+/// from 20000–32767, below Linux's ephemeral range (32768–60999): a port from `bind(0)` is
+/// an ephemeral one, which any test's outgoing connection may take as its local port
+/// before the child binds it ("Address already in use").
+pub fn free_port() -> u16 {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    loop {
+        let port = rng.random_range(20_000..32_768u16);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! wait until every shard has a leader, SIGKILL and restart, and a raw-socket client.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,13 +10,7 @@ use tessera::server::up::{info_raft, node_ready as ready};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
-/// A port nothing listens on right now (loopback only).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use tessera::testkit::free_port;
 
 pub struct Proc {
     pub id: u64,

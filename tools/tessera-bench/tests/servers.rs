@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_tessera-bench");
 
+/// A loopback port for a child server, below the ephemeral range that outgoing connections
+/// draw their local ports from (a `bind(0)` port could be taken before the child binds it).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::RngExt;
+    std::iter::repeat_with(|| rand::rng().random_range(20_000..32_768u16))
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("an endless search ends with a port")
 }
 
 struct Server(Child);
