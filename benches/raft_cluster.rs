@@ -4,12 +4,15 @@
 //! p50/p99 latency and CPU-µs per write (user+sys of this whole process, every node
 //! included, divided by writes). Run: `cargo bench --bench raft_cluster`
 //! (`RAFT_BENCH_SECS` sets the measured seconds per case, default 5; the nodes use the
-//! server's storage sizes — 16 MiB memtables — unless `RAFT_BENCH_SIZES=test`).
+//! server's storage sizes — 16 MiB flushed per memtable set — unless
+//! `RAFT_BENCH_SIZES=test`). A proposal that fails (e.g. across a leader change) counts
+//! as an error, and its group's later proposals go to the leader the cluster knows then.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crossbeam_channel::unbounded;
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 use tessera::raftstore::kv_put;
 use tessera::testkit::cluster::{Cluster, ClusterOptions, Engines, Net, Sizes};
@@ -36,11 +39,21 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
     };
     o.configure = |c| c.tick_interval = Duration::from_millis(50);
     let c = Cluster::start(o).expect("start cluster");
-    let leaders: Vec<u64> = (1..=shards)
-        .map(|g| c.wait_leader(g, Duration::from_secs(20)).expect("leader"))
-        .collect();
+    let leaders: RefCell<Vec<u64>> = RefCell::new(
+        (1..=shards)
+            .map(|g| c.wait_leader(g, Duration::from_secs(20)).expect("leader"))
+            .collect(),
+    );
+    // A failed proposal (say, a leader change) counts as an error, and later proposals of
+    // its group go to the group's leader as the cluster knows it then.
+    let follow_leader = |group: u64| {
+        if let Ok(l) = c.wait_leader(group, Duration::from_secs(2)) {
+            leaders.borrow_mut()[group as usize - 1] = l;
+        }
+    };
     let value = vec![7u8; 128];
-    let (done_tx, done) = unbounded::<(usize, Instant, bool)>();
+    // (proposer, when it proposed, the group of a failed proposal)
+    let (done_tx, done) = unbounded::<(usize, Instant, Option<u64>)>();
     let mut counter = 0u64;
     let submit = |slot: usize, counter: &mut u64| {
         *counter += 1;
@@ -48,17 +61,15 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
         let prefix = ((n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16).to_be_bytes();
         let key = [&prefix[..], format!("k{slot}-{n}").as_bytes()].concat();
         let group = c.shard_of(&key);
-        let store = &c
-            .node(leaders[group as usize - 1])
-            .expect("leader runs")
-            .store;
+        let leader = leaders.borrow()[group as usize - 1];
+        let store = &c.node(leader).expect("leader runs").store;
         let tx = done_tx.clone();
         let at = Instant::now();
         store.propose(
             group,
             kv_put(&key, &value),
             Box::new(move |r| {
-                let _ = tx.send((slot, at, r.is_ok()));
+                let _ = tx.send((slot, at, r.is_err().then_some(group)));
             }),
         );
     };
@@ -68,7 +79,10 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
     }
     let warm_until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < warm_until {
-        if let Ok((slot, _, _)) = done.recv_timeout(Duration::from_secs(5)) {
+        if let Ok((slot, _, failed)) = done.recv_timeout(Duration::from_secs(5)) {
+            if let Some(group) = failed {
+                follow_leader(group);
+            }
             submit(slot, &mut counter);
         }
     }
@@ -85,11 +99,13 @@ fn run(replicas: u64, shards: u64, proposers: usize, secs: f64) -> Outcome {
     let mut errors = 0;
     while Instant::now() < end {
         match done.recv_timeout(Duration::from_secs(5)) {
-            Ok((slot, at, ok)) => {
-                if ok {
-                    lat.push(at.elapsed().as_micros() as u64);
-                } else {
-                    errors += 1;
+            Ok((slot, at, failed)) => {
+                match failed {
+                    None => lat.push(at.elapsed().as_micros() as u64),
+                    Some(group) => {
+                        errors += 1;
+                        follow_leader(group);
+                    }
                 }
                 submit(slot, &mut counter);
             }
