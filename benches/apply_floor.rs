@@ -1,13 +1,13 @@
 //! The state engine's share of a replicated write: N RocksDB state engines with the server's
-//! options (16 MiB memtables, WAL off) each apply the same stream of 128-byte writes to
-//! random keys in batches of 100, one thread each, as the apply threads of an N-replica
+//! options (2 MiB memtables merged eight per 16 MiB flush, WAL off) each apply the same
+//! stream of 128-byte writes to random keys in batches of 100, one thread each, as the apply threads of an N-replica
 //! cluster in one process do — memtable inserts, flushes and compactions included, measured
 //! after the memtables have been filled and flushed at least once so that compaction is in
 //! the steady state. Prints writes/s and CPU-µs per write (all threads of the process ÷
 //! writes), the floor under `raft_cluster`'s CPU-µs per write at the same replica count.
 //! Run: `cargo bench --bench apply_floor` (`APPLY_FLOOR_SECS`, default 20 s measured after
 //! a 10 s fill; `APPLY_FLOOR_REPLICAS`, default `1,3`; `APPLY_FLOOR_MEMTABLE_MIB` to try
-//! another memtable size).
+//! another flush size, MiB — each memtable is an eighth of it).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
