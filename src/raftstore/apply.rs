@@ -119,6 +119,25 @@ pub(crate) struct ApplyWorker {
 
 type Reply = (Proposal, Result<Bytes, StoreError>);
 
+/// What an applied entry answers its proposers.
+enum Outcome {
+    /// One reply for every proposer of the entry (a plain entry, a no-op, a conf change).
+    All(Result<Bytes, StoreError>),
+    /// A batched entry: each proposer gets its own command's reply, by slot.
+    PerSlot(Vec<Bytes>),
+}
+
+impl Outcome {
+    fn reply(&self, slot: usize, group: u64) -> Result<Bytes, StoreError> {
+        match self {
+            Outcome::All(r) => r.clone(),
+            Outcome::PerSlot(replies) => {
+                replies.get(slot).cloned().ok_or(StoreError::Dropped(group))
+            }
+        }
+    }
+}
+
 impl ApplyWorker {
     pub fn new(
         state: Arc<dyn StateEngine>,
@@ -337,36 +356,36 @@ impl ApplyWorker {
         let mut proposals = proposals.into_iter().peekable();
         let mut conf = conf.into_iter().peekable();
         for e in entries {
-            let outcome = conf.next_if(|(i, _)| *i == e.index).map(|(_, o)| o);
+            let decided = conf.next_if(|(i, _)| *i == e.index).map(|(_, o)| o);
             if e.index <= g.state.applied_index {
                 continue; // replayed after a restart: already in the state engine
             }
-            let mut batch_replies = Vec::new();
-            let reply: Result<Bytes, StoreError> = match (e.get_entry_type(), outcome) {
+            let outcome = match (e.get_entry_type(), decided) {
                 (EntryType::EntryNormal, _) if is_batch(&e.context) => match split(&e.data) {
-                    Some(cmds) => {
-                        for cmd in cmds {
-                            batch_replies.push(self.sm.apply(ctx, &g.desc, e.index, cmd));
-                        }
-                        Ok(Bytes::new())
-                    }
-                    None => Ok(Bytes::from_static(b"ERR malformed batched entry")),
+                    Some(cmds) => Outcome::PerSlot(
+                        cmds.into_iter()
+                            .map(|cmd| self.sm.apply(ctx, &g.desc, e.index, cmd))
+                            .collect(),
+                    ),
+                    None => Outcome::All(Ok(Bytes::from_static(b"ERR malformed batched entry"))),
                 },
                 (EntryType::EntryNormal, _) if !e.data.is_empty() => {
-                    Ok(self.sm.apply(ctx, &g.desc, e.index, &e.data))
+                    Outcome::All(Ok(self.sm.apply(ctx, &g.desc, e.index, &e.data)))
                 }
-                (EntryType::EntryNormal, _) => Ok(Bytes::new()), // a leader's no-op
+                (EntryType::EntryNormal, _) => Outcome::All(Ok(Bytes::new())), // a leader's no-op
                 (_, Some(Ok((cs, desc)))) => {
                     put_conf_state(ctx.batch_mut(), group, &cs);
                     put_shard(ctx.batch_mut(), &desc);
                     g.desc = desc;
-                    Ok(Bytes::from_static(b"OK"))
+                    Outcome::All(Ok(Bytes::from_static(b"OK")))
                 }
-                (_, Some(Err(reason))) => Err(StoreError::ConfChangeRejected { group, reason }),
-                (_, None) => Err(StoreError::ConfChangeRejected {
+                (_, Some(Err(reason))) => {
+                    Outcome::All(Err(StoreError::ConfChangeRejected { group, reason }))
+                }
+                (_, None) => Outcome::All(Err(StoreError::ConfChangeRejected {
                     group,
                     reason: "conf change entry without an outcome".into(),
-                }),
+                })),
             };
             g.state.applied_index = e.index;
             g.state.applied_term = e.term;
@@ -379,12 +398,7 @@ impl ApplyWorker {
                         group,
                         reason: "another membership change is in progress".into(),
                     }),
-                    // A batched entry answers each proposer with its own command's reply.
-                    _ if !batch_replies.is_empty() => match batch_replies.get(p.slot) {
-                        Some(r) => Ok(r.clone()),
-                        None => Err(StoreError::Dropped(group)),
-                    },
-                    _ => reply.clone(),
+                    _ => outcome.reply(p.slot, group),
                 };
                 replies.push((p, r));
             }

@@ -149,19 +149,14 @@ impl Peer {
         // Leadership may have moved since they were queued (a message of this round). A
         // follower's raft would forward them to the new leader, where they would commit at
         // an index nobody here tracks: fail them instead, as `propose` does.
-        if !self.is_leader() {
-            for (_, cb) in pending {
-                cb(Err(self.not_leader()));
-            }
-            return;
-        }
-        let proposed = if let [(cmd, _)] = pending.as_slice() {
-            self.raw.propose(vec![], cmd.to_vec())
-        } else {
-            let data = entry_batch::encode(pending.iter().map(|(c, _)| c));
-            self.raw.propose(BATCH_CONTEXT.to_vec(), data)
-        };
-        if proposed.is_err() {
+        let proposed = self.is_leader()
+            && if let [(cmd, _)] = pending.as_slice() {
+                self.raw.propose(vec![], cmd.to_vec()).is_ok()
+            } else {
+                let data = entry_batch::encode(pending.iter().map(|(c, _)| c));
+                self.raw.propose(BATCH_CONTEXT.to_vec(), data).is_ok()
+            };
+        if !proposed {
             for (_, cb) in pending {
                 cb(Err(self.not_leader()));
             }

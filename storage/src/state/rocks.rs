@@ -6,7 +6,7 @@
 
 use super::applied::AppliedTracker;
 use super::batch::{decode_applied, BatchOp};
-use super::family_keys::{bounds, prefixed, prefixed_into, unprefixed, with_prefixed};
+use super::family_keys::{bounds, prefixed, prefixed_into, tag, unprefixed, with_prefixed};
 use super::{Cf, KeyRange, StateEngine, StateSnapshot, WriteBatch, APPLIED_PREFIX};
 use crate::error::rocks_err;
 use crate::{Error, Result};
@@ -182,7 +182,7 @@ impl StateEngine for RocksStateEngine {
         let mut buf = Vec::with_capacity(keys.iter().map(|k| k.len() + 1).sum());
         let mut ends = Vec::with_capacity(keys.len());
         for k in keys {
-            buf.push(super::family_keys::tag(cf));
+            buf.push(tag(cf));
             buf.extend_from_slice(k);
             ends.push(buf.len());
         }
