@@ -143,6 +143,10 @@ pub struct ServerArgs {
     /// Client sockets: epoll, auto (io_uring when available) or uring [default: epoll].
     #[arg(long)]
     pub net_io: Option<String>,
+    /// Connection workers' scheduling policy: batch (no wake-up preemption) or normal
+    /// [default: batch].
+    #[arg(long)]
+    pub worker_sched: Option<String>,
     /// Raft tick in milliseconds (elections take 10-20 ticks) [default: 100].
     #[arg(long, hide = true)]
     pub tick_ms: Option<u64>,

@@ -45,8 +45,10 @@ stop_redis() { redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || tru
 
 start_tessera() {
   TESSERA_PORT=$(free_port)
+  # TESSERA_ARGS: extra `tessera server` flags for A/B runs (e.g. "--worker-sched normal").
+  # shellcheck disable=SC2086
   "$BIN" server --data-dir "$work/single" --port "$TESSERA_PORT" \
-    --raft-addr "127.0.0.1:$(free_port)" 2>"$work/single.log" &
+    --raft-addr "127.0.0.1:$(free_port)" ${TESSERA_ARGS:-} 2>"$work/single.log" &
   pids+=($!)
   TESSERA_PID=$!
   wait_leaders "$TESSERA_PORT"

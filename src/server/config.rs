@@ -69,6 +69,8 @@ pub struct ServerConfig {
     /// Client sockets: `epoll` (default: measured faster here, see docs/server.md), `auto`
     /// (io_uring when available, else epoll) or `uring` (io_uring or fail).
     pub net_io: String,
+    /// Connection workers' scheduling policy: `batch` (default, see `sched`) or `normal`.
+    pub worker_sched: String,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             apply_thread: false,
             tick_ms: 100,
             net_io: "epoll".into(),
+            worker_sched: "batch".into(),
         }
     }
 }
@@ -142,6 +145,9 @@ impl ServerConfig {
         if let Some(v) = &args.net_io {
             c.net_io = v.clone();
         }
+        if let Some(v) = &args.worker_sched {
+            c.worker_sched = v.clone();
+        }
         if let Some(v) = args.tick_ms {
             c.tick_ms = v;
         }
@@ -175,6 +181,9 @@ impl ServerConfig {
         }
         if !["auto", "uring", "epoll"].contains(&self.net_io.as_str()) {
             bail!("net_io must be 'auto', 'uring' or 'epoll'");
+        }
+        if super::sched::WorkerSched::parse(&self.worker_sched).is_none() {
+            bail!("worker_sched must be 'batch' or 'normal'");
         }
         if self.tick_ms == 0 || self.maxclients == 0 {
             bail!("tick_ms and maxclients must be positive");

@@ -55,7 +55,7 @@ fn section_text(node: &Node, section: &str, o: &mut String) {
     let _ = match section {
         "server" => write!(
             o,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\ntessera_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nnode_id:{}\r\nnet_backend:{}\r\nnet_fallback_reason:{}\r\n",
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\ntessera_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nnode_id:{}\r\nnet_backend:{}\r\nnet_fallback_reason:{}\r\nworker_sched:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::process::id(),
@@ -65,6 +65,7 @@ fn section_text(node: &Node, section: &str, o: &mut String) {
             c.node_id,
             node.net_backend.get().map_or("none", |b| b.0.name()),
             node.net_backend.get().and_then(|b| b.1.as_deref()).unwrap_or(""),
+            node.worker_sched.get().map_or("none", |s| s.as_str()),
         ),
         "clients" => write!(
             o,

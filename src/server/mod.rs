@@ -1,5 +1,5 @@
 //! The database node as clients see it: configuration (`config`), the node and its Raft
-//! store (`node`), the thread-per-core RESP listener (`runtime`), one session per connection
+//! store (`node`), the thread-per-core RESP listener (`runtime`) and its workers' scheduling policy (`sched`), one session per connection
 //! (`session`), routing of keyed commands to shard leaders — locally or forwarded over RESP
 //! (`route`, `forward`) — whole-keyspace commands (`allshards`), connection and server
 //! commands (`admin`, `info`, `clients`), answers from the store batched per worker
@@ -18,6 +18,7 @@ pub mod node;
 mod prefetch;
 mod route;
 pub mod runtime;
+pub mod sched;
 mod session;
 pub mod up;
 

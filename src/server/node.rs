@@ -70,6 +70,8 @@ pub struct Node {
     pub cursors: parking_lot::Mutex<super::allshards::CursorTable>,
     /// How client sockets are served, and why not io_uring when it is not.
     pub net_backend: std::sync::OnceLock<(super::netio::NetBackend, Option<String>)>,
+    /// The scheduling policy the connection workers run under (as INFO shows it).
+    pub worker_sched: std::sync::OnceLock<String>,
     resp_addrs: HashMap<u64, SocketAddr>,
     transport: Arc<TcpTransport>,
     stopping: Arc<AtomicBool>,
@@ -145,6 +147,7 @@ impl Node {
             started: Instant::now(),
             cursors: Default::default(),
             net_backend: std::sync::OnceLock::new(),
+            worker_sched: std::sync::OnceLock::new(),
             resp_addrs,
             transport,
             stopping: Arc::new(AtomicBool::new(false)),

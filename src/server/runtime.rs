@@ -14,6 +14,7 @@ use super::config::ServerConfig;
 use super::inbox::ReplyInbox;
 use super::netio::{self, NetBackend};
 use super::node::Node;
+use super::sched::WorkerSched;
 use super::session;
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -61,6 +62,7 @@ impl Server {
         }
         let node = Node::open(config)?;
         let _ = node.net_backend.set((backend, why));
+        let sched = WorkerSched::parse(&node.config.worker_sched).unwrap_or(WorkerSched::Batch);
         let (shutdown, rx) = watch::channel(false);
         let mut handles = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
@@ -69,9 +71,12 @@ impl Server {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("resp-{i}"))
-                    .spawn(move || match backend {
-                        NetBackend::IoUring => worker_uring(node, l, rx),
-                        NetBackend::Epoll => worker(node, l, rx),
+                    .spawn(move || {
+                        take_policy(&node, sched);
+                        match backend {
+                            NetBackend::IoUring => worker_uring(node, l, rx),
+                            NetBackend::Epoll => worker(node, l, rx),
+                        }
                     })?,
             );
         }
@@ -98,6 +103,19 @@ impl Server {
         }
         self.node.shutdown();
     }
+}
+
+/// Puts the calling worker under `sched`; a refusal (no such policy, a sandbox) is logged
+/// and the worker runs under the normal policy, as INFO then says.
+fn take_policy(node: &Node, sched: WorkerSched) {
+    let shown = match sched.apply_to_this_thread() {
+        Ok(()) => sched.name().to_string(),
+        Err(e) => {
+            tracing::warn!("worker scheduling policy {}: {e}", sched.name());
+            format!("normal ({} refused: {e})", sched.name())
+        }
+    };
+    let _ = node.worker_sched.set(shown);
 }
 
 fn worker(node: Arc<Node>, listener: std::net::TcpListener, mut shutdown: watch::Receiver<bool>) {

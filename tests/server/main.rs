@@ -5,4 +5,5 @@ mod cluster;
 mod commands;
 mod common;
 mod protocol;
+mod threads;
 mod tools;
