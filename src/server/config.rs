@@ -231,5 +231,13 @@ mod tests {
             toml::from_str::<ServerConfig>("nodeid = 1").is_err(),
             "typos are errors"
         );
+        let policy = |v: &str| ServerConfig {
+            worker_sched: v.into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(ServerConfig::default().worker_sched, "batch");
+        policy("normal").validate().unwrap();
+        let err = policy("fifo").validate().unwrap_err().to_string();
+        assert!(err.contains("worker_sched"), "{err}");
     }
 }

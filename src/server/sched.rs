@@ -3,7 +3,7 @@
 //! sleeps or its slice ends, and then finds more ready connections to serve in one turn.
 //! On a machine whose cores are shared with the clients (the 2-vCPU benchmark host, where
 //! redis-benchmark runs beside the server) preempting the client on every socket write cost
-//! ~10% of pipelined GET throughput; with a single client the latency is unchanged
+//! 12–25% of pipelined GET throughput; with a single client the latency is unchanged
 //! (docs/benchmarks.md). `normal` keeps the ordinary `SCHED_OTHER` policy.
 
 use std::io;
