@@ -4,6 +4,11 @@
 //! loop how far each group has applied. [`ApplyWorker`] does the work — on the store loop's
 //! thread at the end of its round ([`Applier::Inline`], the default) or on a thread of its
 //! own ([`Applier::Thread`]).
+//!
+//! A state-engine write that fails stops applying for good (fail-stop): the round's
+//! proposers and readers get the error, nothing later is applied or written — applying past
+//! a lost batch would record an applied index that covers writes the engine never got — and
+//! the store loop is told to stop. A restart replays the log from what the engine holds.
 
 use super::answers::answer_batch;
 use super::entry_batch::{is_batch, split};
@@ -96,6 +101,15 @@ impl Applier {
         }
     }
 
+    /// Inline: why applying stopped, if a state-engine write failed (the apply thread
+    /// reports it with [`StoreMsg::ApplyFailed`] instead).
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Applier::Inline { worker, .. } => worker.failed.as_deref(),
+            Applier::Thread(_) => None,
+        }
+    }
+
     /// The store is stopping: inline, fail the reads still waiting.
     pub fn stop(&mut self) {
         if let Applier::Inline { worker, .. } = self {
@@ -115,6 +129,8 @@ pub(crate) struct ApplyWorker {
     pub sm: Box<dyn StateMachine>,
     pub store: Sender<StoreMsg>,
     groups: HashMap<u64, ApplyGroup>,
+    /// Set when a state-engine write failed: nothing is applied after it.
+    failed: Option<String>,
 }
 
 type Reply = (Proposal, Result<Bytes, StoreError>);
@@ -138,6 +154,24 @@ impl Outcome {
     }
 }
 
+/// Answers every proposal and read of `tasks` with `why` (applying has stopped).
+fn refuse(tasks: Vec<ApplyTask>, why: &str) {
+    for task in tasks {
+        match task {
+            ApplyTask::Entries { proposals, .. } => {
+                for p in proposals {
+                    (p.cb)(Err(StoreError::Storage(why.to_string())));
+                }
+            }
+            ApplyTask::Read { cb, .. } => cb(Err(StoreError::Storage(why.to_string()))),
+            ApplyTask::InstallSnapshot { done, .. } => {
+                let _ = done.send(Err(anyhow::anyhow!("{why}")));
+            }
+            ApplyTask::Register { .. } => {}
+        }
+    }
+}
+
 impl ApplyWorker {
     pub fn new(
         state: Arc<dyn StateEngine>,
@@ -149,6 +183,7 @@ impl ApplyWorker {
             sm,
             store,
             groups: HashMap::new(),
+            failed: None,
         }
     }
 
@@ -193,6 +228,10 @@ impl ApplyWorker {
         if tasks.is_empty() {
             return;
         }
+        if let Some(why) = &self.failed {
+            refuse(tasks, why);
+            return;
+        }
         let state = self.state.clone();
         let mut ctx = ApplyContext::new(state.as_ref());
         let mut replies: Vec<Reply> = Vec::new();
@@ -235,11 +274,24 @@ impl ApplyWorker {
         batch.drop_superseded();
         if !batch.is_empty() {
             if let Err(e) = self.state.write(batch) {
-                // The state engine refused a write: this replica cannot go on applying.
-                tracing::error!("apply write failed: {e}; failing this round's requests");
+                // This replica cannot go on applying (see the module doc).
+                let why = format!("state engine write failed, applying stopped: {e}");
+                tracing::error!("{why}");
+                // The store hears first, so nothing a client sends after its error reply
+                // is proposed before the store stops.
+                let _ = self.store.send(StoreMsg::ApplyFailed(why.clone()));
                 for (p, _) in replies.drain(..) {
-                    (p.cb)(Err(StoreError::Storage(e.to_string())));
+                    (p.cb)(Err(StoreError::Storage(why.clone())));
                 }
+                for (_, _, cb) in reads {
+                    cb(Err(StoreError::Storage(why.clone())));
+                }
+                for g in self.groups.values_mut() {
+                    for (_, cb) in g.reads.drain(..) {
+                        cb(Err(StoreError::Storage(why.clone())));
+                    }
+                }
+                self.failed = Some(why);
                 return;
             }
         }
@@ -281,6 +333,9 @@ impl ApplyWorker {
     /// Replaces the shard's keys with the snapshot's, sets its apply state to the snapshot
     /// point, and flushes so the state survives the log reset that follows.
     fn install(&mut self, group: u64, snap: Snapshot) -> anyhow::Result<ShardDesc> {
+        if let Some(why) = &self.failed {
+            anyhow::bail!("{why}");
+        }
         let data = snapshot::decode(snap.data.clone())?;
         let md = snap.get_metadata();
         let desc = data.desc;

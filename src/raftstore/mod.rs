@@ -173,6 +173,8 @@ pub(crate) enum StoreMsg {
     Campaign {
         group: u64,
     },
+    /// The apply thread's state-engine write failed: the store stops (fail-stop).
+    ApplyFailed(String),
     Stop,
 }
 
@@ -206,6 +208,8 @@ impl StoreReceiver {
 
 pub(crate) struct Shared {
     pub status: RwLock<FastMap<u64, PeerStatus>>,
+    /// Set when the store loop has ended (a stop, or a storage failure).
+    pub halted: std::sync::atomic::AtomicBool,
 }
 
 /// One node's Raft store (its threads stop when this is dropped or [`RaftStore::stop`]ped).
@@ -243,6 +247,7 @@ impl RaftStore {
         let node_id = parts.config.node_id;
         let shared = Arc::new(Shared {
             status: RwLock::new(FastMap::default()),
+            halted: Default::default(),
         });
         let tx = inbox.0.clone();
         let threads = store_loop::spawn(parts, tx.clone(), rx.0, shared.clone(), bootstrap)?;
@@ -352,6 +357,13 @@ impl RaftStore {
         let mut g: Vec<u64> = self.shared.status.read().keys().copied().collect();
         g.sort_unstable();
         g
+    }
+
+    /// Whether the store loop has ended — asked to stop, or stopped by a failed log or
+    /// state-engine write. A server whose store halted on its own should exit: a restart
+    /// replays the log from what storage holds.
+    pub fn halted(&self) -> bool {
+        self.shared.halted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops the threads; pending requests fail with [`StoreError::Stopped`].

@@ -115,6 +115,7 @@ pub(super) fn spawn(
         applied_since_maintenance: false,
         logger,
         tombstones,
+        apply_failed: false,
     };
     let main = std::thread::Builder::new()
         .name(format!("tessera-store-{}", store.config.node_id))
@@ -175,6 +176,8 @@ struct StoreLoop {
     logger: slog::Logger,
     /// Shards this node was removed from: messages for them never recreate a replica.
     tombstones: HashSet<u64>,
+    /// The apply thread reported a failed state-engine write: the loop ends at once.
+    apply_failed: bool,
 }
 
 impl StoreLoop {
@@ -194,7 +197,14 @@ impl StoreLoop {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             for m in rx.try_iter().take(MAX_MSGS_PER_ROUND) {
+                if self.apply_failed {
+                    break;
+                }
                 stopping |= self.handle(m);
+            }
+            if self.apply_failed {
+                // Stop at once: nothing that arrived after the failure may reach the log.
+                break;
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -203,12 +213,22 @@ impl StoreLoop {
             }
             if let Err(e) = self.process_readies() {
                 tracing::error!(
-                    "node {}: raft log write failed, store stops: {e}",
+                    "node {}: a storage write failed, store stops: {e}",
                     self.config.node_id
                 );
                 break;
             }
         }
+        // Nothing here leads or serves reads any more: the server must not answer reads
+        // from this node's state on the strength of a status from before the stop.
+        for s in self.shared.status.write().values_mut() {
+            s.leader = None;
+            s.is_leader = false;
+            s.local_reads = false;
+        }
+        self.shared
+            .halted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for p in self.peers.values_mut() {
             p.fail_all(StoreError::Stopped);
         }
@@ -279,6 +299,11 @@ impl StoreLoop {
                     let _ = p.raw.campaign();
                     self.dirty.insert(group);
                 }
+            }
+            StoreMsg::ApplyFailed(why) => {
+                tracing::error!("node {}: {why}; store stops", self.config.node_id);
+                self.apply_failed = true;
+                return true;
             }
             StoreMsg::Stop => return true,
         }
@@ -470,6 +495,9 @@ impl StoreLoop {
         self.flush_outbox();
         // Inline apply runs after this round's messages left (followers need not wait for it).
         self.applier.flush();
+        if let Some(why) = self.applier.failure() {
+            return Err(tessera_storage::Error::Rocks(why.to_string()));
+        }
         if !status.is_empty() {
             let mut s = self.shared.status.write();
             for st in status {

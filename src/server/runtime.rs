@@ -195,26 +195,43 @@ fn worker_uring(
     });
 }
 
-/// `tessera server`: serve until SIGINT or SIGTERM.
+/// `tessera server`: serve until SIGINT or SIGTERM — or until the Raft store halts on a
+/// storage failure, when the process exits with an error so that a supervisor restarts it
+/// (the restart replays the log from what storage holds).
 pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     let server = Server::start(config)?;
-    wait_for_signal()?;
+    let node = server.node.clone();
+    let halted = wait_for_signal_or(move || node.store.halted())?;
     tracing::info!("shutting down");
     server.stop();
+    if halted {
+        anyhow::bail!(
+            "the Raft store stopped after a storage failure (logged above); restart the node to recover"
+        );
+    }
     Ok(())
 }
 
 /// Blocks until SIGINT or SIGTERM.
 pub fn wait_for_signal() -> anyhow::Result<()> {
+    wait_for_signal_or(|| false).map(|_| ())
+}
+
+/// Blocks until SIGINT or SIGTERM (false) or until `halted` says true (checked twice a
+/// second).
+fn wait_for_signal_or(halted: impl Fn() -> bool) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => return r.map(|_| false).map_err(Into::into),
+                _ = term.recv() => return Ok(false),
+                _ = check.tick() => if halted() { return Ok(true) },
+            }
         }
-        Ok::<_, anyhow::Error>(())
     })
 }

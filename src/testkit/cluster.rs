@@ -261,6 +261,18 @@ impl Cluster {
         }
     }
 
+    /// Fault injection (memory engines only; returns false otherwise): while `on`, node
+    /// `id`'s state-engine writes fail. A crash or restart clears it.
+    pub fn fail_state_writes(&self, id: u64, on: bool) -> bool {
+        match self.persisted.get(&id) {
+            Some(Persisted::Memory { state, .. }) => {
+                state.fail_writes(on);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         self.crash(id);
         self.boot(id)

@@ -458,6 +458,66 @@ on_engines!(
     proposals_of_one_round_share_an_entry_and_keep_their_own_replies,
 );
 
+/// A state-engine write that fails stops applying for good, on the store thread and on an
+/// apply thread alike: the write's proposer gets the error, a later write is refused even
+/// once the engine works again (applying it would record an applied index past the lost
+/// batch), the node stops claiming leadership, and a restart replays the lost write from
+/// the log. Memory engines only: they are the ones that can be told to fail.
+fn a_failed_state_write_stops_applying_until_a_restart_replays_it(
+    configure: fn(&mut tessera::raftstore::StoreConfig),
+) {
+    let mut opts = ClusterOptions::new(1, 1, Engines::Memory);
+    opts.configure = configure;
+    let mut c = Cluster::start(opts).unwrap();
+    c.wait_leader(1, T).unwrap();
+    put(&c, "a", "1");
+    assert!(c.fail_state_writes(1, true));
+    let store = &c.node(1).unwrap().store;
+    assert!(!store.halted());
+    let r = store.propose_wait(1, kv_put(b"b", b"2"));
+    assert!(
+        matches!(&r, Err(StoreError::Storage(m)) if m.contains("applying stopped")),
+        "{r:?}"
+    );
+    c.fail_state_writes(1, false);
+    let r = store.propose_wait(1, kv_put(b"c", b"3"));
+    assert!(r.is_err(), "nothing is applied after a failed write: {r:?}");
+    let stepped_down = wait_for(T, || {
+        c.status(1, 1)
+            .filter(|s| !s.is_leader && !s.local_reads && s.leader.is_none())
+            .map(|_| ())
+    });
+    assert!(stepped_down.is_some(), "{:?}", c.status(1, 1));
+    assert!(store.halted(), "a server sees the halt and exits");
+    // What the engine holds may reach disk at any moment (RocksDB flushes on its own).
+    c.node(1).unwrap().state.flush().unwrap();
+    c.restart(1).unwrap();
+    c.wait_leader(1, T).unwrap();
+    assert_eq!(get(&c, "a").as_deref(), Some("1"));
+    assert_eq!(
+        get(&c, "b").as_deref(),
+        Some("2"),
+        "the committed write whose apply failed is applied on replay"
+    );
+    assert_eq!(
+        get(&c, "c"),
+        None,
+        "refused after the stop: never in the log"
+    );
+    put(&c, "d", "4");
+    assert_eq!(get(&c, "d").as_deref(), Some("4"));
+}
+
+#[test]
+fn a_failed_state_write_stops_inline_apply_until_a_restart() {
+    a_failed_state_write_stops_applying_until_a_restart_replays_it(|_| {});
+}
+
+#[test]
+fn a_failed_state_write_stops_the_apply_thread_until_a_restart() {
+    a_failed_state_write_stops_applying_until_a_restart_replays_it(|c| c.apply_inline = false);
+}
+
 /// The core scenarios again, on real storage and real TCP over loopback.
 mod tcp {
     use super::*;

@@ -10,6 +10,7 @@ use crate::{Error, Result};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 type Tables = [BTreeMap<Vec<u8>, Vec<u8>>; 4];
@@ -21,6 +22,8 @@ pub struct MemStateEngine {
     live: RwLock<Arc<Tables>>,
     durable: Mutex<Arc<Tables>>,
     applied: AppliedTracker,
+    /// Fault injection for tests: while set, every write fails.
+    failing: AtomicBool,
 }
 
 impl Default for MemStateEngine {
@@ -49,7 +52,14 @@ impl MemStateEngine {
             live: RwLock::new(t.clone()),
             durable: Mutex::new(t),
             applied: AppliedTracker::recovered(on_disk),
+            failing: AtomicBool::new(false),
         }
+    }
+
+    /// Fault injection: while `on`, every write fails with an I/O error (as on a full or
+    /// failing disk) and changes nothing. A crash copy starts without it.
+    pub fn fail_writes(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
     }
 
     /// A new engine holding what a crash would have kept: the state of the last flush.
@@ -121,6 +131,12 @@ impl StateEngine for MemStateEngine {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(Error::Io {
+                context: "state write (injected fault)".into(),
+                source: std::io::Error::other("injected write failure"),
+            });
+        }
         let mut live = self.live.write();
         // Copy-on-write: snapshots keep the old tables.
         let t = Arc::make_mut(&mut live);
