@@ -101,15 +101,6 @@ impl Applier {
         }
     }
 
-    /// Inline: why applying stopped, if a state-engine write failed (the apply thread
-    /// reports it with [`StoreMsg::ApplyFailed`] instead).
-    pub fn failure(&self) -> Option<&str> {
-        match self {
-            Applier::Inline { worker, .. } => worker.failed.as_deref(),
-            Applier::Thread(_) => None,
-        }
-    }
-
     /// The store is stopping: inline, fail the reads still waiting.
     pub fn stop(&mut self) {
         if let Applier::Inline { worker, .. } = self {
@@ -217,9 +208,13 @@ impl ApplyWorker {
 
     /// Fails the reads still waiting for their index to be applied.
     pub fn stop(&mut self) {
+        self.fail_waiting_reads(StoreError::Stopped);
+    }
+
+    fn fail_waiting_reads(&mut self, err: StoreError) {
         for g in self.groups.values_mut() {
             for (_, cb) in g.reads.drain(..) {
-                cb(Err(StoreError::Stopped));
+                cb(Err(err.clone()));
             }
         }
     }
@@ -277,8 +272,8 @@ impl ApplyWorker {
                 // This replica cannot go on applying (see the module doc).
                 let why = format!("state engine write failed, applying stopped: {e}");
                 tracing::error!("{why}");
-                // The store hears first, so nothing a client sends after its error reply
-                // is proposed before the store stops.
+                // The store hears first (inline too: the message waits in its inbox), so
+                // nothing a client sends after its error reply is proposed before it stops.
                 let _ = self.store.send(StoreMsg::ApplyFailed(why.clone()));
                 for (p, _) in replies.drain(..) {
                     (p.cb)(Err(StoreError::Storage(why.clone())));
@@ -286,11 +281,7 @@ impl ApplyWorker {
                 for (_, _, cb) in reads {
                     cb(Err(StoreError::Storage(why.clone())));
                 }
-                for g in self.groups.values_mut() {
-                    for (_, cb) in g.reads.drain(..) {
-                        cb(Err(StoreError::Storage(why.clone())));
-                    }
-                }
+                self.fail_waiting_reads(StoreError::Storage(why.clone()));
                 self.failed = Some(why);
                 return;
             }

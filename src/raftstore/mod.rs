@@ -173,7 +173,8 @@ pub(crate) enum StoreMsg {
     Campaign {
         group: u64,
     },
-    /// The apply thread's state-engine write failed: the store stops (fail-stop).
+    /// An apply round's state-engine write failed (inline or on the apply thread): the
+    /// store stops (fail-stop).
     ApplyFailed(String),
     Stop,
 }

@@ -176,7 +176,7 @@ struct StoreLoop {
     logger: slog::Logger,
     /// Shards this node was removed from: messages for them never recreate a replica.
     tombstones: HashSet<u64>,
-    /// The apply thread reported a failed state-engine write: the loop ends at once.
+    /// Apply reported a failed state-engine write: the loop ends at once.
     apply_failed: bool,
 }
 
@@ -495,9 +495,6 @@ impl StoreLoop {
         self.flush_outbox();
         // Inline apply runs after this round's messages left (followers need not wait for it).
         self.applier.flush();
-        if let Some(why) = self.applier.failure() {
-            return Err(tessera_storage::Error::Rocks(why.to_string()));
-        }
         if !status.is_empty() {
             let mut s = self.shared.status.write();
             for st in status {
